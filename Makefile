@@ -1,0 +1,40 @@
+# The README's two commands: `make book` and `make test`. Both are idempotent.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PROFILE ?= cpu
+
+.PHONY: book test install data browser unit clean-book
+
+install: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# Fashion-MNIST from Debian's package (offline); skipped where apt is not available or not root.
+data:
+	@if [ ! -f $(FMNIST) ] && [ ! -f data/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
+	  else echo "Fashion-MNIST: run 'sudo apt-get install dataset-fashion-mnist' or let torchvision download it"; fi; fi
+
+browser:
+	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); }
+
+book: install data
+	$(PY) scripts/build_book.py --profile $(PROFILE)
+	@echo "book: open _build/html/index.html"
+
+unit: install data
+	$(PY) -m pytest -q -m "not notebook"
+
+test: install data browser
+	$(PY) -m pytest -q
+	$(PY) scripts/build_book.py --no-execute
+	$(PY) scripts/check_render.py

@@ -1,0 +1,205 @@
+"""A registry of the paper's architectures, each split as f = h∘g (Sec. 3).
+
+``create_model(name, num_classes, in_channels, image_size, width)`` returns a :class:`Classifier` whose
+``features`` is the feature extractor g (penultimate features, a vector per image) and ``head`` the linear
+classifier h. ``width`` multiplies every channel count (1.0 is the paper's width); CPU profiles use 1/8.
+ResNets, DenseNet and ViTs come from timm/torchvision with a small-image stem; only WRN-34-10 (CIFAR style,
+which no well-kept library ships) and the toy MLP/LeNet models are written here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class Classifier(nn.Module):
+    """f = h∘g: ``features`` (g) maps images to vectors, ``head`` (h) maps them to logits."""
+
+    def __init__(self, features: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _c(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def _mlp(depth: int):
+    def build(num_classes, in_channels, image_size, width):
+        d, hidden, layers = in_channels * image_size * image_size, _c(512, width), [nn.Flatten()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
+            d = hidden
+        return Classifier(nn.Sequential(*layers), nn.Linear(d, num_classes))
+    return build
+
+
+def _lenet5(num_classes, in_channels, image_size, width):
+    """LeNet-5 (LeCun et al., 1998) with ReLU and max-pooling; padding 2 keeps 28×28 inputs working."""
+    c1, c2 = _c(6, width), _c(16, width)
+    conv = nn.Sequential(nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                         nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten())
+    with torch.no_grad():
+        d = conv(torch.zeros(1, in_channels, image_size, image_size)).shape[1]
+    g = nn.Sequential(conv, nn.Linear(d, _c(120, width)), nn.ReLU(inplace=True),
+                      nn.Linear(_c(120, width), _c(84, width)), nn.ReLU(inplace=True))
+    return Classifier(g, nn.Linear(_c(84, width), num_classes))
+
+
+def _vgg11(num_classes, in_channels, image_size, width):
+    """VGG-11 with batch norm (torchvision's ``make_layers`` config 'A'), pooled to one vector.
+
+    Pooling layers that would shrink the map below 1×1 are dropped (28×28 inputs allow four of five).
+    """
+    from torchvision.models.vgg import cfgs, make_layers
+    size, cfg = image_size, []
+    for v in cfgs["A"]:
+        if v == "M":
+            if size >= 2:
+                cfg.append("M")
+                size //= 2
+        else:
+            cfg.append(_c(v, width))
+    body = make_layers(cfg, batch_norm=True)
+    body[0] = nn.Conv2d(in_channels, cfg[0], 3, padding=1)
+    g = nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return Classifier(g, nn.Linear(cfg[-1] if cfg[-1] != "M" else cfg[-2], num_classes))
+
+
+class _PooledBody(nn.Module):
+    """Wraps a timm model whose classifier was removed: forward gives its pooled features."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def _resnet(layers, bottleneck: bool):
+    """ResNet (He et al., 2016) from torchvision's BasicBlock/Bottleneck, with channel counts scaled by
+    ``width`` (torchvision and timm fix the stem at 64 channels). Small images get the CIFAR stem of the
+    official code: a 3×3 stride-1 conv and no max-pool; large ones the ImageNet 7×7/2 conv + max-pool."""
+    def build(num_classes, in_channels, image_size, width):
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+        block = Bottleneck if bottleneck else BasicBlock
+        inplanes = _c(64, width)
+        if image_size <= 64:
+            stem = [nn.Conv2d(in_channels, inplanes, 3, 1, 1, bias=False), nn.BatchNorm2d(inplanes), nn.ReLU(inplace=True)]
+        else:
+            stem = [nn.Conv2d(in_channels, inplanes, 7, 2, 3, bias=False), nn.BatchNorm2d(inplanes),
+                    nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+        stages = []
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            planes, stride = _c(planes, width), 1 if i == 0 else 2
+            for j in range(n):
+                s = stride if j == 0 else 1
+                down = None
+                if s != 1 or inplanes != planes * block.expansion:
+                    down = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, s, bias=False),
+                                         nn.BatchNorm2d(planes * block.expansion))
+                stages.append(block(inplanes, planes, s, down))
+                inplanes = planes * block.expansion
+        g = nn.Sequential(*stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return Classifier(g, nn.Linear(inplanes, num_classes))
+    return build
+
+
+def _densenet121(num_classes, in_channels, image_size, width):
+    from torchvision.models import DenseNet
+    init = _c(64, width)
+    m = DenseNet(growth_rate=_c(32, width), block_config=(6, 12, 24, 16), num_init_features=init)
+    if image_size <= 64:
+        m.features.conv0 = nn.Conv2d(in_channels, init, 3, 1, 1, bias=False)
+        m.features.pool0 = nn.Identity()
+    else:
+        m.features.conv0 = nn.Conv2d(in_channels, init, 7, 2, 3, bias=False)
+    g = nn.Sequential(m.features, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return Classifier(g, nn.Linear(m.classifier.in_features, num_classes))
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation wide basic block (Zagoruyko & Komodakis, 2016)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.short = None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(torch.relu(self.bn2(y)))
+        return y + (x if self.short is None else self.short(o))
+
+
+def _wrn34_10(num_classes, in_channels, image_size, width):
+    """WRN-34-10: depth 34 ((34-4)/6 = 5 blocks per stage), widen factor 10, CIFAR layout."""
+    n, k = 5, 10
+    widths = [_c(16, width)] + [_c(c * k, width) for c in (16, 32, 64)]
+    layers = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+    cin = widths[0]
+    for stage, (cout, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+        for i in range(n):
+            layers.append(_WideBlock(cin, cout, stride if i == 0 else 1))
+            cin = cout
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), nn.Linear(cin, num_classes))
+
+
+def _vit(embed_dim, depth, heads):
+    def build(num_classes, in_channels, image_size, width):
+        from timm.models.vision_transformer import VisionTransformer
+        nh = max(1, int(round(heads * width)))
+        dim = nh * (embed_dim // heads)
+        patch = 4 if image_size <= 64 else 16  # App. E.2: patch 4 on CIFAR-sized images
+        if image_size % patch:
+            image_size = image_size  # timm pads dynamically when asked
+        m = VisionTransformer(img_size=image_size, patch_size=patch, in_chans=in_channels, num_classes=0,
+                              embed_dim=dim, depth=depth, num_heads=nh, dynamic_img_pad=image_size % patch != 0)
+        return Classifier(_PooledBody(m), nn.Linear(dim, num_classes))
+    return build
+
+
+MODELS: dict[str, Callable[..., Classifier]] = {
+    "linear": _mlp(1),
+    "2-nn": _mlp(2),
+    "3-nn": _mlp(3),
+    "lenet5": _lenet5,
+    "vgg11": _vgg11,
+    "resnet18": _resnet((2, 2, 2, 2), False),
+    "resnet34": _resnet((3, 4, 6, 3), False),
+    "resnet50": _resnet((3, 4, 6, 3), True),
+    "resnet101": _resnet((3, 4, 23, 3), True),
+    "resnet152": _resnet((3, 8, 36, 3), True),
+    "densenet121": _densenet121,
+    "wrn34-10": _wrn34_10,
+    "vit-b": _vit(768, 12, 12),
+    "vit-l": _vit(1024, 24, 16),
+    "vit-h": _vit(1280, 32, 16),
+}
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
+                 width: float = 1.0) -> Classifier:
+    """Build architecture ``name`` (see :data:`MODELS`) as a :class:`Classifier` f = h∘g."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if not (0 < width <= 4):
+        raise ValueError(f"width must be in (0, 4], got {width}")
+    if num_classes < 2 or in_channels < 1 or image_size < 4:
+        raise ValueError("num_classes >= 2, in_channels >= 1 and image_size >= 4 are required")
+    return MODELS[name](num_classes, in_channels, image_size, width)

@@ -1,0 +1,118 @@
+"""Profiles: the scale of every experiment as data (smoke, cpu, gpu, paper), overridable field by field.
+
+``profile("cpu", dataset="cifar10", seeds=[0])`` returns a frozen :class:`Profile`; unknown fields and
+values of the wrong type are rejected with one message that names the valid fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and hyperparameters of one scale. ``attacks`` maps attack name → setting overrides."""
+
+    name: str
+    dataset: str = "fashion-mnist"
+    n_train: typing.Optional[int] = None  # stratified training subset (None: the whole split)
+    n_test: typing.Optional[int] = None  # stratified test subset (None: the whole split)
+    model: str = "resnet18"  # victim architecture (and source model of the attacks)
+    width: float = 1.0  # channel multiplier of the victim and source models
+    victim_epochs: int = 200
+    victim_batch_size: int = 128
+    victim_lr: float = 0.5
+    victim_weight_decay: float = 1e-4
+    seeds: typing.Tuple[int, ...] = (0,)  # victim seeds (mean ± std over them)
+    attacks: typing.Dict[str, dict] = field(default_factory=dict)
+    budget_epochs: typing.Tuple[int, ...] = ()  # MI-UE generation epochs for the gap-vs-budget figure
+    mi_slices: int = 2000
+    mi_bins: int = 100
+    device: str = "auto"
+
+    def override(self, **changes) -> "Profile":
+        """A copy with ``changes`` applied, each checked against the field's type."""
+        hints = typing.get_type_hints(Profile)
+        names = {f.name for f in dataclasses.fields(self)}
+        clean = {}
+        for key, value in changes.items():
+            if key not in names:
+                raise ValueError(f"profile has no field {key!r}; fields are: {', '.join(sorted(names))}")
+            clean[key] = _coerce(key, value, hints[key])
+        return dataclasses.replace(self, **clean)
+
+    def attack_settings(self, method: str) -> dict:
+        return dict(self.attacks.get(method, {}))
+
+
+def _coerce(key: str, value, hint):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    bad = TypeError(f"profile field {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r} "
+                    f"({type(value).__name__})")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                           for v in value):
+            raise bad
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise bad
+        return value
+    return value
+
+
+_CPU_ATTACKS = {
+    # Calibrated on 2 CPU cores by the pilot trials reported in the first chapter (section 'Calibration').
+    "em": {"max_rounds": 8},
+    "ap": {"source_epochs": 10, "restarts": 1, "iterations": 20, "step_ratio": 0.15},
+    "miue": {"epochs": 8, "step_size": 2 / 255, "lr": 0.1},
+    "miue-code": {"epochs": 8, "step_size": 2 / 255, "step_size_final": 4 / 255},
+}
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", n_train=1000, n_test=1000, width=0.125, victim_epochs=4, victim_lr=0.1,
+                     victim_weight_decay=5e-4, seeds=(0,), mi_slices=200, mi_bins=20,
+                     attacks={"em": {"max_rounds": 2, "pgd_steps": 10, "step_size": 1.6 / 255},
+                              "ap": {"source_epochs": 3, "restarts": 1, "iterations": 10, "step_ratio": 0.2},
+                              "miue": {"epochs": 3, "step_size": 2 / 255, "lr": 0.1},
+                              "miue-code": {"epochs": 3, "step_size": 2 / 255}},
+                     budget_epochs=(1,)),
+    "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=15, victim_lr=0.1, victim_weight_decay=5e-4,
+                   seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2, 4)),
+    "gpu": Profile("gpu", n_train=None, width=1.0, victim_epochs=40, victim_lr=0.1, victim_weight_decay=5e-4,
+                   seeds=(0, 1, 2), attacks={"em": {"max_rounds": 30}, "ap": {"restarts": 1},
+                                             "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
+                   budget_epochs=(5, 10, 20), device="cuda"),
+    "paper": Profile("paper", dataset="cifar10", n_train=None, width=1.0, victim_epochs=200, victim_lr=0.5,
+                     victim_weight_decay=1e-4, seeds=(0,), budget_epochs=(10, 20, 50)),
+}
+
+
+def profile(name: str, **overrides) -> Profile:
+    """The named profile (smoke | cpu | gpu | paper) with ``overrides`` applied (``None`` values are ignored)."""
+    if not isinstance(name, str) or name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name].override(**{k: v for k, v in overrides.items() if v is not None})

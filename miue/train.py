@@ -1,0 +1,160 @@
+"""Training and evaluation on tensor-resident data (airbench-style: no DataLoader, batched augmentation).
+
+The default :class:`Recipe` is the paper's standard training (App. E.4): SGD, momentum 0.9, weight decay
+1e-4, cosine annealing to 1e-6, random crop + flip. On CUDA, bf16 autocast and channels_last are used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.std import tqdm
+
+from .augment import augment
+from .checkpoint import Checkpoint
+from .data import ImageDataset
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyperparameters of one training run; defaults are the paper's ST evaluation (App. E.4)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.5
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    min_lr: float = 1e-6
+    schedule: str = "cosine"  # cosine | constant
+    augment: bool = True
+    grad_clip: float = 0.0  # 0 disables clipping
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (0-based): cosine annealing adjusted once per epoch."""
+        if self.schedule == "constant":
+            return self.lr
+        return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def as_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 pixels → float in [0, 1] (float inputs pass through) on ``device``."""
+    batch = batch.to(device, non_blocking=True)
+    return batch.float().div_(255) if batch.dtype == torch.uint8 else batch.float()
+
+
+def sgd(model: torch.nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay, nesterov=False)
+
+
+def train_steps(model, optimizer, inputs: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, recipe: Recipe,
+                aug_spec, generator: torch.Generator, device: torch.device) -> tuple[float, float]:
+    """One SGD step per batch of ``order`` (indices into ``inputs``); returns (mean loss, accuracy)."""
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for start in range(0, len(order), recipe.batch_size):
+        idx = order[start:start + recipe.batch_size]
+        x, y = as_float(inputs[idx], device), labels[idx].to(device)
+        if recipe.augment and aug_spec is not None:
+            x = augment(x, aug_spec, generator)
+        with autocast(device):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        total_loss += loss.detach() * len(idx)
+        correct += (out.argmax(1) == y).sum()
+    return total_loss.item() / len(order), correct.item() / len(order)
+
+
+@torch.no_grad()
+def evaluate(model, ds: ImageDataset | tuple, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on a dataset (or an (inputs, labels) pair), no augmentation."""
+    inputs, labels = (ds.images, ds.labels) if isinstance(ds, ImageDataset) else ds
+    model.eval()
+    loss, correct = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        x, y = as_float(inputs[start:start + batch_size], device), labels[start:start + batch_size].to(device)
+        with autocast(device):
+            out = model(x).float()
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+    return loss / len(labels), correct / len(labels)
+
+
+@torch.no_grad()
+def extract_features(model, inputs: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+    """g(x) for every image (float32, on CPU): the penultimate features the paper's MI is measured on."""
+    model.eval()
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        with autocast(device):
+            out.append(model.features(as_float(inputs[start:start + batch_size], device)).float().cpu())
+    return torch.cat(out)
+
+
+def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None = None, seed: int = 0,
+        device="cpu", progress: bool = True, checkpoint: Checkpoint | None = None, desc: str = "train") -> list[dict]:
+    """Train ``model`` on ``train`` with ``recipe``; returns the per-epoch history.
+
+    Each history entry has epoch, lr, train_loss, train_acc (on the augmented training batches), and
+    test_loss/test_acc when ``test`` is given. With a ``checkpoint`` the run resumes after interruption.
+    """
+    device = resolve_device(device)
+    model = prepare(model, device)
+    optimizer = sgd(model, recipe)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None:
+        restored = checkpoint.load(model=model, optimizer=optimizer, generators={"fit": gen})
+        if restored is not None:
+            start, _, meta = restored
+            history = meta.get("history", [])
+    bar = tqdm(range(start, recipe.epochs), desc=desc, initial=start, total=recipe.epochs, disable=not progress,
+               mininterval=1.0, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        for g in optimizer.param_groups:
+            g["lr"] = recipe.lr_at(epoch)
+        order = torch.randperm(len(train), generator=gen)
+        loss, acc = train_steps(model, optimizer, train.images, train.labels, order, recipe, train.augmentation,
+                                gen, device)
+        entry = {"epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": loss, "train_acc": acc}
+        if test is not None:
+            entry["test_loss"], entry["test_acc"] = evaluate(model, test, device)
+        entry["seconds"] = time.perf_counter() - t0
+        history.append(entry)
+        bar.set_postfix({k: round(v, 3) for k, v in entry.items() if k in ("train_acc", "test_acc")})
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, model=model, optimizer=optimizer, generators={"fit": gen},
+                            meta={"history": history})
+    return history
+
+
+def recipe_dict(recipe: Recipe) -> dict:
+    return asdict(recipe)

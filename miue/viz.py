@@ -1,0 +1,63 @@
+"""One figure style for the book, image grids (Fig. 4), learning curves (Fig. 6), tables next to the paper's."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+
+LABELS = {"clean": "Clean", "random": "Random", "em": "EM", "ap": "AP", "miue": "MI-UE", "miue-code": "MI-UE (code)"}
+
+
+def set_style() -> None:
+    """The book's one style: seaborn whitegrid, colour-blind palette, compact fonts."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True,
+                         "axes.titleweight": "bold"})
+
+
+def palette(methods) -> dict:
+    colors = sns.color_palette("colorblind", len(methods))
+    return {LABELS.get(m, m): c for m, c in zip(methods, colors)}
+
+
+def image_grid(rows: dict[str, torch.Tensor], titles: list[str] | None = None, noise_scale: float = 1.0):
+    """A grid of images: one row per entry of ``rows`` (uint8 N×C×H×W, or float noise in [−ε, ε])."""
+    names = list(rows)
+    n = rows[names[0]].shape[0]
+    fig, axes = plt.subplots(len(names), n, figsize=(1.4 * n, 1.5 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        imgs = rows[name]
+        for c in range(n):
+            img = imgs[c].float()
+            if imgs.dtype == torch.uint8:
+                img = img / 255
+            else:  # noise: map [−s, s] to [0, 1]
+                img = (img / (2 * noise_scale) + 0.5).clamp(0, 1)
+            ax = axes[r][c]
+            if img.shape[0] == 1:
+                ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img.permute(1, 2, 0))
+            ax.set_xticks([]), ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if r == 0 and titles:
+                ax.set_title(titles[c], fontsize=8)
+    return fig
+
+
+def learning_curves(histories: dict[str, list[list[dict]]], key: str = "test_acc"):
+    """Mean ± range of ``key`` per epoch for each method (Fig. 6); histories: method → list over seeds."""
+    rows = [{"method": LABELS.get(m, m), "epoch": e["epoch"], key: 100 * e[key], "seed": s}
+            for m, hs in histories.items() for s, h in enumerate(hs) for e in h]
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.2, 3.6))
+    sns.lineplot(df, x="epoch", y=key, hue="method", errorbar=("pi", 100), ax=ax, marker="o", markersize=3)
+    ax.set_ylabel({"test_acc": "test accuracy (%)", "train_acc": "training accuracy (%)"}.get(key, key))
+    ax.set_ylim(0, 100)
+    return fig

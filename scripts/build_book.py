@@ -1,0 +1,75 @@
+"""Execute the chapter notebooks with papermill into book/, then build the HTML with jupyter-book.
+
+    python scripts/build_book.py                 # execute at the cpu profile, then build
+    python scripts/build_book.py --no-execute    # build from the committed executed notebooks
+    python scripts/build_book.py --profile smoke --out /tmp/x --no-build   # what the tests do
+
+papermill is the only executor (the book's _config.yml turns execution off). A failing cell stops the
+script with the chapter and cell named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PROFILED = {"01_at_a_glance.ipynb"}  # notebooks that take a `profile` parameter
+
+
+def execute(nb: Path, out_dir: Path, profile: str, log_output: bool = True) -> Path:
+    out = out_dir / nb.name
+    params = {"profile": profile} if nb.name in PROFILED else {}
+    try:
+        papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(ROOT), log_output=log_output,
+                                   progress_bar=False, execution_timeout=None, kernel_name="python3")
+    except papermill.PapermillExecutionError as exc:
+        sys.exit(f"chapter {nb.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                 f"(the partly executed notebook is {out})")
+    book = nbformat.read(out, as_version=4)
+    for cell in book.cells:  # papermill cannot tag the injected cell; hide it as the other setup cells
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(book, out)
+    return out
+
+
+def build() -> None:
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "-W", "-n", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        cmd = [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--out", default=str(ROOT / "book"))
+    ap.add_argument("--no-execute", action="store_true")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--only", nargs="*", help="notebook names to execute (default: all)")
+    args = ap.parse_args(argv)
+    if not args.no_execute:
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for nb in NOTEBOOKS:
+            if args.only and nb.name not in args.only:
+                continue
+            print(f"== executing {nb.name} at profile {args.profile}", flush=True)
+            execute(nb, out_dir, args.profile)
+    if not args.no_build:
+        build()
+
+
+if __name__ == "__main__":
+    main()

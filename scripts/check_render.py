@@ -1,0 +1,80 @@
+"""Open the built book in headless Chromium and check every chapter renders.
+
+Checks per page: HTTP 200 for the page and every image, every <img> decoded (naturalWidth > 0), no
+error output cells (tracebacks), at least one table and one figure on chapter pages, no console errors
+beyond a short allow-list. Saves screenshots to _build/screenshots/. Exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+CHAPTERS = {"book/01_at_a_glance.html": {"tables": 2, "images": 3}, "book/reproduce.html": {"tables": 1, "images": 0},
+            "book/intro.html": {"tables": 0, "images": 0}}
+ALLOWED_CONSOLE = ("THEBE_JS_URL", "favicon")
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell") if Path(p).exists()), None)
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+    if CHROMIUM is None:
+        print("check_render: Debian's chromium is not installed (apt-get install chromium)")
+        return 1
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    failures = []
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        for rel, want in CHAPTERS.items():
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            console, bad = [], []
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("response", lambda r: bad.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            resp = page.goto(base + rel, wait_until="networkidle")
+            if resp is None or resp.status != 200:
+                failures.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
+                continue
+            broken = page.eval_on_selector_all("img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)")
+            n_img = page.eval_on_selector_all("main img", "els => els.length")
+            n_tab = page.eval_on_selector_all("main table", "els => els.length")
+            errors = page.eval_on_selector_all(".output.traceback, .output.error, pre.traceback, .ansi-red-fg",
+                                               "els => els.length")
+            text = page.inner_text("main")
+            if broken:
+                failures.append(f"{rel}: broken images {broken}")
+            if n_img < want["images"]:
+                failures.append(f"{rel}: {n_img} images, expected at least {want['images']}")
+            if n_tab < want["tables"]:
+                failures.append(f"{rel}: {n_tab} tables, expected at least {want['tables']}")
+            if errors or "Traceback (most recent call last)" in text:
+                failures.append(f"{rel}: error output cells on the page")
+            if bad:
+                failures.append(f"{rel}: failed requests {bad}")
+            real = [c for c in console if not any(a in c for a in ALLOWED_CONSOLE)]
+            if real:
+                failures.append(f"{rel}: console errors {real}")
+            page.screenshot(path=str(shots / (Path(rel).stem + ".png")), full_page=True)
+            print(f"check_render: {rel}: {n_tab} tables, {n_img} images, {len(broken)} broken")
+            page.close()
+        browser.close()
+    server.shutdown()
+    for f in failures:
+        print("check_render FAILED:", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

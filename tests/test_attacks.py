@@ -1,0 +1,66 @@
+"""Behaviour of the attacks at a tiny scale: they must do what their papers say, not merely run."""
+
+import pytest
+import torch
+
+from miue.attacks import ATTACKS, create_attack
+from miue.attacks.miue import mi_loss
+from miue.models import create_model
+from miue.train import Recipe, evaluate, fit
+
+
+def test_registry_and_bad_settings():
+    assert {"random", "em", "ap", "miue", "miue-code"} <= set(ATTACKS)
+    with pytest.raises(ValueError, match="unknown attack 'xx'"):
+        create_attack("xx")
+    with pytest.raises(ValueError, match="no setting.*'tau_x'"):
+        create_attack("miue", tau_x=1)
+    with pytest.raises(ValueError, match="ε must be in"):
+        create_attack("em", eps=2.0)
+    paper, code = create_attack("miue").config, create_attack("miue-code").config
+    assert (paper.lr, paper.zeta, paper.step_size, paper.epochs, paper.batch_size) == (0.5, 0.1, 0.2 / 255, 100, 512)
+    assert (code.lr, code.zeta, code.distance) == (0.1, 0.0, "same-class")
+
+
+def test_mi_loss_prefers_class_clustered_features():
+    y = torch.arange(4).repeat_interleave(8)
+    centers = torch.eye(4, 16) * 5
+    clustered = centers[y] + 0.05 * torch.randn(32, 16)
+    spread = torch.randn(32, 16)
+    for zeta, distance in [(0.0, "all"), (0.1, "all"), (0.1, "same-class")]:
+        assert mi_loss(clustered, y, 0.1, zeta, distance) < mi_loss(spread, y, 0.1, zeta, distance)
+    z = spread.clone().requires_grad_(True)
+    mi_loss(z, y, 0.1, 0.1).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def _victim_acc(train, test, images, epochs=6, seed=0):
+    torch.manual_seed(seed)
+    m = create_model("resnet18", 10, 1, train.shape[1], 0.125)
+    fit(m, train.with_images(images), Recipe(epochs=epochs, lr=0.1, weight_decay=5e-4), seed=seed, progress=False)
+    return evaluate(m, test, torch.device("cpu"))[1]
+
+
+@pytest.mark.slow
+def test_miue_poisons_pull_victim_accuracy_far_below_clean(fmnist):
+    train, test = fmnist
+    poison = create_attack("miue", epochs=3, step_size=2 / 255, lr=0.1, width=0.125).generate(train, progress=False)
+    assert poison.meta["checks"]["linf_levels"] <= 8
+    clean = _victim_acc(train, test, train.images)
+    poisoned = _victim_acc(train, test, poison.apply(train.images))
+    assert clean > 0.7
+    assert poisoned < clean - 0.15, (clean, poisoned)
+
+
+@pytest.mark.slow
+def test_em_minimizes_error_and_ap_hits_its_targets(digits):
+    train, _ = digits
+    em = create_attack("em", max_rounds=3, pgd_steps=10, step_size=1.6 / 255, model="lenet5", width=1.0)
+    p = em.generate(train, progress=False)
+    accs = [h["train_acc"] for h in p.meta["history"]]
+    assert accs[-1] > accs[0] or p.meta["converged"]
+    ap = create_attack("ap", source_epochs=8, restarts=1, iterations=20, step_ratio=0.2, model="lenet5", width=1.0)
+    q = ap.generate(train, progress=False)
+    assert q.meta["target_success"] > 0.5  # most poisoned images are classified as y + 1 by the source model
+    r = create_attack("random", seed=1).generate(train)
+    assert r.meta["checks"]["linf_levels"] == 8

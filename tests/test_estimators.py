@@ -1,0 +1,89 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from miue.estimators import class_conditional_mi, gaussian_mi, histogram_mi, sliced_mi
+
+
+def correlated(n, rho, seed=0, cols=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, cols, generator=g)
+    y = rho * x + math.sqrt(1 - rho ** 2) * torch.randn(n, cols, generator=g)
+    return x, y
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.6, 0.9])
+def test_histogram_agrees_with_closed_form_at_large_n(rho):
+    x, y = correlated(400_000, rho)
+    est = histogram_mi(x, y, bins=100).item()
+    assert abs(est - gaussian_mi(rho)) < 0.03, (est, gaussian_mi(rho))
+
+
+def test_histogram_approaches_zero_on_independent_data():
+    x, y = correlated(400_000, 0.0)
+    assert histogram_mi(x, y, bins=100).item() < 0.015
+    # and is biased upward at small n: roughly (bins-1)^2 / (2n) nats
+    x, y = correlated(500, 0.0, seed=1, cols=50)
+    small = histogram_mi(x, y, bins=100).mean().item()
+    assert small > 1.0
+
+
+def test_vectorized_equals_one_column_at_a_time():
+    x, y = correlated(3000, 0.5, cols=7)
+    batched = histogram_mi(x, y, bins=30, chunk=3)
+    single = torch.stack([histogram_mi(x[:, i], y[:, i], bins=30)[0] for i in range(7)])
+    assert torch.allclose(batched, single, atol=1e-6)
+
+
+def test_histogram_matches_numpy_histogram2d():
+    x, y = correlated(5000, 0.7, seed=3)
+    counts, _, _ = np.histogram2d(x[:, 0].numpy(), y[:, 0].numpy(), bins=20)
+    p = counts / counts.sum()
+    px, py = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+    nz = p > 0
+    ref = float((p[nz] * np.log(p[nz] / (px @ py)[nz])).sum())
+    assert abs(histogram_mi(x, y, bins=20).item() - ref) < 2e-3
+
+
+def test_sliced_mi_of_gaussian_vectors_matches_slice_closed_form():
+    # Y = X + noise in d dims, shared directions: each slice is a bivariate Gaussian with ρ² = 1/(1+σ²)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200_000, 4, generator=g)
+    y = x + 0.5 * torch.randn(x.shape, generator=g)
+    rho = 1 / math.sqrt(1 + 0.25)
+    est = sliced_mi(x, y, n_slices=16, bins=100, shared=True)
+    assert abs(est - gaussian_mi(rho)) < 0.03
+
+
+def test_class_conditional_reports_shuffled_baseline():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(300)
+    fx = torch.randn(1200, 16, generator=g)
+    fy = fx + 0.1 * torch.randn(fx.shape, generator=g)
+    dependent = class_conditional_mi(fx, fy, labels, 64, 20, shared=True)
+    independent = class_conditional_mi(fx, torch.randn(fx.shape, generator=g), labels, 64, 20, shared=True)
+    assert dependent["mi_excess"] > 0.2
+    # Eq. 17 draws the X and Y directions independently: in d dims a slice pair sees correlation θᵀφ ~ 1/√d,
+    # so the sliced MI of even identical features is small (but still above its shuffled baseline)
+    eq17 = class_conditional_mi(fx, fy, labels, 256, 20, shared=False)
+    assert 0 < eq17["mi_excess"] < dependent["mi_excess"] / 3
+    assert abs(independent["mi_excess"]) < 0.05 and independent["mi_shuffled"] > 0.1
+    assert len(dependent["mi_per_class"]) == 4 and dependent["n_per_class"] == 300
+
+
+@pytest.mark.parametrize("x, y, bins, message", [
+    (torch.tensor([1.0, float("nan"), 2.0]), torch.rand(3), 10, "finite"),
+    (torch.rand(5), torch.rand(6), 10, "same number of samples"),
+    (torch.rand(5), torch.rand(5), 1, "bins"),
+    (torch.rand(1), torch.rand(1), 10, "at least 2"),
+])
+def test_bad_input_is_rejected(x, y, bins, message):
+    with pytest.raises(ValueError, match=message):
+        histogram_mi(x, y, bins=bins)
+
+
+def test_too_few_samples_per_class_for_the_bins():
+    with pytest.raises(ValueError, match="too few"):
+        class_conditional_mi(torch.rand(20, 3), torch.rand(20, 3), torch.arange(20) % 10, 8, 100)

@@ -1,0 +1,28 @@
+import pytest
+
+from miue.profiles import PROFILES, profile
+
+
+def test_profiles_exist_and_override():
+    assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper"}
+    p = profile("cpu", dataset="cifar10", seeds=[0], width=1)
+    assert p.dataset == "cifar10" and p.seeds == (0,) and p.width == 1.0 and p.name == "cpu"
+    assert profile("paper").victim_lr == 0.5 and profile("paper").victim_epochs == 200
+    assert profile("cpu", dataset=None).dataset == "fashion-mnist"
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"victim_epochs": "10"}, TypeError, "victim_epochs.*expects int"),
+    ({"seeds": 0}, TypeError, "seeds"),
+    ({"width": True}, TypeError, "width"),
+    ({"epochs": 3}, ValueError, "no field 'epochs'.*victim_epochs"),
+    ({"attacks": {"miue": 3}}, TypeError, "attacks"),
+])
+def test_bad_overrides_are_rejected(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        profile("smoke", **kwargs)
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match="unknown profile 'fast'.*smoke"):
+        profile("fast")

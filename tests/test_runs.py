@@ -1,0 +1,100 @@
+import json
+import multiprocessing as mp
+import time
+
+import pytest
+
+from miue.runs import RecordVersionError, RunStore, config_hash
+
+
+def test_get_or_compute_computes_once_and_records_provenance(store):
+    calls = []
+
+    def compute(ctx):
+        calls.append(1)
+        (ctx.artifacts / "a.txt").write_text("x")
+        return {"metrics": {"acc": 0.5}, "history": [{"epoch": 1}]}
+
+    r1 = store.get_or_compute("toy", {"seed": 3, "n": (1, 2)}, compute)
+    r2 = store.get_or_compute("toy", {"seed": 3, "n": [1, 2]}, compute)
+    assert calls == [1] and r1 == r2 and r1["metrics"]["acc"] == 0.5
+    pv = r1["provenance"]
+    assert pv["seed"] == 3 and pv["versions"]["torch"] and pv["wall_time_s"] >= 0 and "device" in pv
+    assert (store.root / "toy" / f"{r1['hash']}.json").exists()
+    assert r1["hash"] == config_hash("toy", {"seed": 3, "n": [1, 2]})
+
+
+def test_corrupt_or_edited_records_are_not_trusted(store):
+    cfg = {"seed": 0}
+    r = store.get_or_compute("toy", cfg, lambda ctx: {"metrics": {"v": 1}})
+    path = store.root / "toy" / f"{r['hash']}.json"
+    text = path.read_text()
+    path.write_text(text.replace('"v": 1', '"v": 2'))
+    with pytest.warns(UserWarning, match="checksum"):
+        assert store.get("toy", cfg) is None
+    path.write_text(text[: len(text) // 2])
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        r2 = store.get_or_compute("toy", cfg, lambda ctx: {"metrics": {"v": 3}})
+    assert r2["metrics"]["v"] == 3
+
+
+def test_incompatible_record_version_gives_one_clear_message(store):
+    from miue.runs import _checksum
+    cfg = {"seed": 0}
+    r = store.get_or_compute("toy", cfg, lambda ctx: {"metrics": {}})
+    r["schema"] = 0
+    r["checksum"] = _checksum(r)
+    (store.root / "toy" / f"{r['hash']}.json").write_text(json.dumps(r))
+    with pytest.raises(RecordVersionError, match="delete it"):
+        store.get("toy", cfg)
+
+
+def test_failed_compute_leaves_no_record_and_resumes_from_checkpoint(store):
+    import torch
+    cfg = {"seed": 1}
+
+    def compute(ctx, fail_at=None):
+        ck = ctx.checkpoint()
+        state = ck.load()
+        start, total = (state[0], state[1]["total"]) if state else (0, torch.zeros(1))
+        for step in range(start, 5):
+            if step == fail_at:
+                raise RuntimeError("interrupted")
+            total += step
+            ck.save(step + 1, tensors={"total": total})
+        return {"metrics": {"total": total.item(), "resumed_from": start}}
+
+    with pytest.raises(RuntimeError):
+        store.get_or_compute("toy", cfg, lambda ctx: compute(ctx, fail_at=3))
+    assert store.get("toy", cfg) is None and not list((store.root / "toy").glob("*.json"))
+    r = store.get_or_compute("toy", cfg, compute)
+    assert r["metrics"] == {"total": 10.0, "resumed_from": 3}
+
+
+def _worker(root, cache, seed, out):
+    store = RunStore(root, cache, poll_seconds=0.05)
+
+    def compute(ctx):
+        (ctx.artifacts / f"by-{mp.current_process().pid}").write_text("")
+        time.sleep(0.5)
+        return {"metrics": {"seed": seed}}
+
+    r = store.get_or_compute("grid", {"seed": seed}, compute)
+    out.put((seed, r["hash"], r["metrics"]["seed"]))
+
+
+def test_two_processes_fill_one_store_without_clobbering(tmp_path):
+    root, cache = tmp_path / "runs", tmp_path / "cache"
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(root, cache, s, q)) for s in (0, 1, 0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    results = [q.get(timeout=5) for _ in procs]
+    assert all(seed == got for seed, _, got in results)
+    assert len(list((root / "grid").glob("*.json"))) == 2
+    for seed in (0, 1):  # each run computed by exactly one process
+        h = config_hash("grid", {"seed": seed})
+        assert len(list((cache / "grid" / h).glob("by-*"))) == 1
