@@ -96,6 +96,8 @@ _CPU_TRIALS = {
     "MI-UE, paper step 0.2/255 and source lr 0.5": {"method": "miue", "step_size": 0.2 / 255, "lr": 0.5},
     "MI-UE, no augmentation in generation": {"method": "miue", "augment": False},
     "MI-UE, code variant (lr 0.1, ζ=0, step 2→4/255)": {"method": "miue-code"},
+    "MI-UE, larger PGD step 4/255": {"method": "miue", "step_size": 4 / 255},
+    "MI-UE, temperature τ = 0.5": {"method": "miue", "tau": 0.5},
     "EM, official steps (20 × 0.8/255), 4 rounds": {"method": "em", "pgd_steps": 20, "step_size": 0.8 / 255,
                                                     "max_rounds": 4},
 }

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 CHAPTERS = {"book/01_at_a_glance.html": {"tables": 2, "images": 3}, "book/reproduce.html": {"tables": 1, "images": 0},
             "book/intro.html": {"tables": 0, "images": 0}}
-ALLOWED_CONSOLE = ("THEBE_JS_URL", "favicon")
+# theme noise, and resource failures (checked below per request: local ones fail the check, external ones
+# — MathJax's CDN on an offline machine — are reported only)
+ALLOWED_CONSOLE = ("THEBE_JS_URL", "favicon", "invalid theme mode", "Failed to load resource")
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell") if Path(p).exists()), None)
 
 
@@ -26,8 +28,11 @@ def main() -> int:
     if CHROMIUM is None:
         print("check_render: Debian's chromium is not installed (apt-get install chromium)")
         return 1
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -42,7 +47,10 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             console, bad = [], []
             page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-            page.on("response", lambda r: bad.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            external = []
+            page.on("response", lambda r: bad.append(f"{r.status} {r.url}")
+                    if r.status >= 400 and r.url.startswith(base) and "favicon" not in r.url else None)
+            page.on("requestfailed", lambda r: (bad if r.url.startswith(base) else external).append(r.url))
             resp = page.goto(base + rel, wait_until="networkidle")
             if resp is None or resp.status != 200:
                 failures.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
@@ -67,7 +75,8 @@ def main() -> int:
             if real:
                 failures.append(f"{rel}: console errors {real}")
             page.screenshot(path=str(shots / (Path(rel).stem + ".png")), full_page=True)
-            print(f"check_render: {rel}: {n_tab} tables, {n_img} images, {len(broken)} broken")
+            print(f"check_render: {rel}: {n_tab} tables, {n_img} images, {len(broken)} broken"
+                  + (f"; offline, not loaded: {sorted(set(external))}" if external else ""))
             page.close()
         browser.close()
     server.shutdown()

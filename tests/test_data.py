@@ -58,3 +58,27 @@ def test_imagenet_subset_from_a_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("MIUE_IMAGENET", str(tmp_path))
     ds = data.load("imagenet-subset", "test")
     assert ds.images.shape == (4, 3, 224, 224) and ds.classes == ("n001", "n002")
+
+
+def test_cifar_layout_loads_as_rgb_uint8(tmp_path, monkeypatch):
+    """torchvision's CIFAR-10 folder format (written here with random pixels) loads as N×3×32×32 uint8."""
+    import pickle
+    import numpy as np
+    import torchvision
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    for name in names:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                         "labels": list(rng.integers(0, 10, 20))}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, f)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    train = data.load("cifar10", "train", root=tmp_path, download=False)
+    assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.classes == data.CIFAR10_CLASSES and train.augmentation.horizontal_flip
+    from miue.attacks import create_attack
+    poison = create_attack("miue", epochs=1, width=0.125, batch_size=50).generate(train, progress=False)
+    assert poison.apply(train.images).shape == (100, 3, 32, 32)

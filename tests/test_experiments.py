@@ -1,0 +1,36 @@
+"""The spine end to end on the bundled 8×8 digits: poison → victim → MI, as stored runs."""
+
+import shutil
+
+import pytest
+
+from miue import experiments as ex
+from miue.profiles import profile
+from miue.runs import RunStore
+
+P = profile("smoke", dataset="digits", n_train=None, n_test=None, victim_epochs=3, mi_slices=50, mi_bins=10,
+            attacks={"miue": {"epochs": 1, "step_size": 2 / 255, "lr": 0.1}})
+
+
+def test_records_rebuild_without_recomputation(store, tmp_path, monkeypatch):
+    rec_v = ex.victim(P, "miue", 0, store, progress=False)
+    rec_m = ex.mutual_information(P, "miue", 0, store, progress=False)
+    rec_p, poison = ex.poison(P, "miue", store, progress=False)
+    assert rec_v["config"]["poison"]["attack"]["epochs"] == 1 and len(rec_v["history"]) == 3
+    assert 0 <= rec_v["metrics"]["test_acc"] <= 1 and rec_v["provenance"]["seed"] == 0
+    assert rec_m["metrics"]["mi_shuffled"] > 0 and len(rec_m["metrics"]["mi_per_class"]) == 10
+    assert rec_p["samples"]["clean"]["shape"][0] == 5 and poison.meta["method"] == "miue"
+    # a fresh clone has the records but not the cache: reading them computes nothing
+    clone = RunStore(tmp_path / "clone_runs", tmp_path / "clone_cache")
+    shutil.copytree(store.root, clone.root)
+    import miue.attacks.miue as attack_module
+    import miue.experiments as exp_module
+    monkeypatch.setattr(exp_module, "fit", lambda *a, **k: pytest.fail("victim retrained"))
+    monkeypatch.setattr(attack_module.MIUE, "generate", lambda *a, **k: pytest.fail("poison regenerated"))
+    assert ex.victim(P, "miue", 0, clone, progress=False) == rec_v
+    assert ex.mutual_information(P, "miue", 0, clone, progress=False) == rec_m
+
+
+def test_bad_method_name():
+    with pytest.raises(ValueError, match="unknown method 'mi-ue'.*clean"):
+        ex.victim(P, "mi-ue", 0)
