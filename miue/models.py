@@ -48,8 +48,9 @@ def _mlp(depth: int):
 def _lenet5(num_classes, in_channels, image_size, width):
     """LeNet-5 (LeCun et al., 1998) with ReLU and max-pooling; padding 2 keeps 28×28 inputs working."""
     c1, c2 = _c(6, width), _c(16, width)
+    pad2 = 0 if image_size // 2 >= 10 else 2  # keep 8×8 inputs (digits) valid
     conv = nn.Sequential(nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-                         nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten())
+                         nn.Conv2d(c1, c2, 5, padding=pad2), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten())
     with torch.no_grad():
         d = conv(torch.zeros(1, in_channels, image_size, image_size)).shape[1]
     g = nn.Sequential(conv, nn.Linear(d, _c(120, width)), nn.ReLU(inplace=True),
