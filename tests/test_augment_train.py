@@ -34,24 +34,24 @@ def test_fit_learns_digits_and_resumes_identically(digits, tmp_path):
     train, test = digits
     recipe = Recipe(epochs=4, batch_size=64, lr=0.05, weight_decay=5e-4)
     torch.manual_seed(0)
-    m = create_model("lenet5", 10, 1, 8)
+    m = create_model("resnet18", 10, 1, 8, 0.125)
     hist = fit(m, train, recipe, test=test, seed=0, progress=False)
-    assert hist[-1]["test_acc"] > 0.8 and len(hist) == 4
+    assert hist[-1]["test_acc"] > 0.75 and len(hist) == 4
     # interrupted after 2 epochs, resumed from the checkpoint: the same weights as one uninterrupted run
     torch.manual_seed(0)
-    a = create_model("lenet5", 10, 1, 8)
+    a = create_model("resnet18", 10, 1, 8, 0.125)
     ck = Checkpoint(tmp_path / "ck.safetensors")
     fit(a, train, Recipe(**{**recipe.__dict__, "epochs": 4}), seed=0, progress=False, checkpoint=ck)
     torch.manual_seed(0)
-    b = create_model("lenet5", 10, 1, 8)
+    b = create_model("resnet18", 10, 1, 8, 0.125)
     ck2 = Checkpoint(tmp_path / "ck2.safetensors")
     _interrupted(b, train, recipe, ck2)
     torch.manual_seed(123)
-    c = create_model("lenet5", 10, 1, 8)
+    c = create_model("resnet18", 10, 1, 8, 0.125)
     fit(c, train, recipe, seed=0, progress=False, checkpoint=ck2)
     for pa, pc in zip(a.state_dict().values(), c.state_dict().values()):
         assert torch.allclose(pa.float(), pc.float(), atol=1e-5)
-    assert evaluate(c, test, torch.device("cpu"))[1] > 0.8
+    assert evaluate(c, test, torch.device("cpu"))[1] > 0.75
 
 
 def _interrupted(model, train, recipe, ck):

@@ -76,6 +76,7 @@ def test_cifar_layout_loads_as_rgb_uint8(tmp_path, monkeypatch):
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, f)
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
     train = data.load("cifar10", "train", root=tmp_path, download=False)
     assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
     assert train.classes == data.CIFAR10_CLASSES and train.augmentation.horizontal_flip
