@@ -87,3 +87,30 @@ def test_bad_input_is_rejected(x, y, bins, message):
 def test_too_few_samples_per_class_for_the_bins():
     with pytest.raises(ValueError, match="too few"):
         class_conditional_mi(torch.rand(20, 3), torch.rand(20, 3), torch.arange(20) % 10, 8, 100)
+
+
+@pytest.mark.parametrize("estimator, tol", [("ksg", 0.05), ("kde", 0.08)])
+def test_ksg_and_kde_agree_with_closed_form(estimator, tol):
+    from miue.estimators import kde_mi, ksg_mi
+    fn = {"ksg": ksg_mi, "kde": kde_mi}[estimator]
+    for rho in (0.0, 0.6, 0.9):
+        x, y = correlated(2000, rho, seed=4, cols=2)
+        est = fn(x, y).mean().item()
+        assert abs(est - gaussian_mi(rho)) < tol, (estimator, rho, est)
+
+
+def test_ksg_matches_scikit_learn():
+    from sklearn.feature_selection import mutual_info_regression
+    from miue.estimators import ksg_mi
+    x, y = correlated(1500, 0.7, seed=5)
+    ours = ksg_mi(x, y, k=3).item()
+    ref = mutual_info_regression(x.numpy(), y[:, 0].numpy(), n_neighbors=3, random_state=0)[0]
+    assert abs(ours - ref) < 0.03, (ours, ref)
+
+
+def test_sliced_mi_takes_any_1d_estimator():
+    x, y = correlated(800, 0.8, seed=6, cols=3)
+    vals = {e: sliced_mi(x, y, n_slices=8, shared=True, estimator=e) for e in ("histogram", "kde", "ksg")}
+    assert vals["ksg"] > 0.2 and vals["kde"] > 0.2
+    with pytest.raises(ValueError, match="unknown 1-D estimator"):
+        sliced_mi(x, y, n_slices=2, estimator="mine2")

@@ -41,3 +41,12 @@ def test_notebook_runs_at_smoke_profile(nb_path, tmp_path, monkeypatch):
         assert html.count("image/png") >= 3  # Figure 4, Figure 6, the budget figure
         assert (tmp_path / "runs" / "victim").is_dir() and (tmp_path / "runs" / "mi").is_dir()
         assert seconds < 240, f"smoke execution took {seconds:.0f} s"
+
+
+@pytest.mark.notebook
+def test_wrong_parameter_type_gives_one_clear_message(tmp_path):
+    import papermill
+    with pytest.raises(papermill.PapermillExecutionError, match="parameter profile must be a str"):
+        papermill.execute_notebook(str(ROOT / "notebooks" / "01_at_a_glance.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"profile": 3}, cwd=str(ROOT), progress_bar=False,
+                                   kernel_name="python3")
