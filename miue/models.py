@@ -153,7 +153,7 @@ def _wrn34_10(num_classes, in_channels, image_size, width):
     widths = [_c(16, width)] + [_c(c * k, width) for c in (16, 32, 64)]
     layers = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
     cin = widths[0]
-    for stage, (cout, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+    for cout, stride in zip(widths[1:], (1, 2, 2)):
         for i in range(n):
             layers.append(_WideBlock(cin, cout, stride if i == 0 else 1))
             cin = cout
@@ -167,8 +167,6 @@ def _vit(embed_dim, depth, heads):
         nh = max(1, int(round(heads * width)))
         dim = nh * (embed_dim // heads)
         patch = 4 if image_size <= 64 else 16  # App. E.2: patch 4 on CIFAR-sized images
-        if image_size % patch:
-            image_size = image_size  # timm pads dynamically when asked
         m = VisionTransformer(img_size=image_size, patch_size=patch, in_chans=in_channels, num_classes=0,
                               embed_dim=dim, depth=depth, num_heads=nh, dynamic_img_pad=image_size % patch != 0)
         return Classifier(_PooledBody(m), nn.Linear(dim, num_classes))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +155,3 @@ def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None
                             meta={"history": history})
     return history
 
-
-def recipe_dict(recipe: Recipe) -> dict:
-    return asdict(recipe)

@@ -1,7 +1,7 @@
 import torch
 
 from miue.augment import augment, random_crop, random_flip
-from miue.data import Augmentation, stratified_subset
+from miue.data import Augmentation
 from miue.models import create_model
 from miue.train import Recipe, evaluate, fit
 
