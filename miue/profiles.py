@@ -29,6 +29,7 @@ class Profile:
     attacks: typing.Dict[str, dict] = field(default_factory=dict)
     budget_epochs: typing.Tuple[int, ...] = ()  # MI-UE generation epochs for the gap-vs-budget figure
     trials: typing.Dict[str, dict] = field(default_factory=dict)  # calibration: name → {"method", **settings}
+    sizes: typing.Tuple[int, ...] = ()  # calibration: smaller training subsets for the gap-vs-size table
     mi_slices: int = 2000
     mi_bins: int = 100
     device: str = "auto"
@@ -111,7 +112,8 @@ PROFILES: dict[str, Profile] = {
                               "miue-code": {"epochs": 3, "step_size": 2 / 255}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}}),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
-                   seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS),
+                   seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
+                   sizes=(1000, 2000)),
     "gpu": Profile("gpu", n_train=None, width=1.0, victim_epochs=40, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks={"em": {"max_rounds": 30}, "ap": {"restarts": 1},
                                              "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
