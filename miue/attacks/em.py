@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.std import tqdm
 
+from ..augment import augment
 from ..train import Recipe, as_float, autocast, evaluate, prepare, resolve_device, sgd, train_steps
 from .base import Attack, AttackConfig, project, register, source_model
 
@@ -49,7 +50,6 @@ def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, 
             d.requires_grad_(True)
             inp = x + d
             if aug_spec is not None:
-                from ..augment import augment
                 inp = augment(inp, aug_spec, generator)
             with autocast(device):
                 loss = F.cross_entropy(model(inp).float(), t)
