@@ -41,17 +41,24 @@ def _bin_index(v: torch.Tensor, bins: int) -> torch.Tensor:
     return ((v - lo) * scale).long().clamp_(0, bins - 1)
 
 
-def histogram_mi(x: torch.Tensor, y: torch.Tensor, bins: int = 100, chunk: int = 256) -> torch.Tensor:
+def histogram_mi(x: torch.Tensor, y: torch.Tensor, bins: int = 100, chunk: int = 256,
+                 correction: str | None = None) -> torch.Tensor:
     """Plug-in histogram MI (nats) of each column pair (x[:, s], y[:, s]); returns a tensor of shape (S,).
 
     Each variable is cut into ``bins`` equal-width bins over its sample range (App. F.1, Eq. 13).
+    ``correction="miller-madow"`` subtracts the first-order bias (B_xy − B_x − B_y + 1)/(2N), B counting
+    the occupied bins (Miller, 1955; each entropy's plug-in bias is −(B − 1)/(2N)).
     """
     if not isinstance(bins, int) or bins < 2:
         raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    if correction not in (None, "miller-madow"):
+        raise ValueError(f"correction must be None or 'miller-madow', got {correction!r}")
     x, y = _check_pair(x, y, min_samples=2)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of columns (slices), got {x.shape[1]} and {y.shape[1]}")
     n, s_total = x.shape
+    if n < bins:
+        raise ValueError(f"{n} samples are fewer than the {bins} bins: use fewer bins or more samples")
     out = torch.empty(s_total, dtype=torch.float64)
     for s0 in range(0, s_total, chunk):
         ix, iy = _bin_index(x[:, s0:s0 + chunk], bins), _bin_index(y[:, s0:s0 + chunk], bins)
@@ -62,68 +69,180 @@ def histogram_mi(x: torch.Tensor, y: torch.Tensor, bins: int = 100, chunk: int =
         cx, cy = counts.sum(2, keepdim=True), counts.sum(1, keepdim=True)
         ratio = torch.where(counts > 0, counts * n / (cx * cy).clamp_min(1), torch.ones_like(counts))
         out[s0:s0 + s] = (counts * ratio.log()).sum((1, 2)) / n
+        if correction == "miller-madow":
+            occupied = (counts > 0).sum((1, 2)) - (cx > 0).sum((1, 2)) - (cy > 0).sum((1, 2)) + 1
+            out[s0:s0 + s] -= occupied.double() / (2 * n)
     return out.float()
 
 
-def ksg_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, chunk: int = 8) -> torch.Tensor:
+def _sorted_window_eps(xs: torch.Tensor, ys: torch.Tensor, k: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-th neighbour max-norm distance within ``window`` x-sorted neighbours each side, and whether it is exact.
+
+    ``xs`` is sorted along dim 1. Points outside the window are at least as far in x as the window's edge;
+    when both edges are at least ε_i away, no point outside can be strictly closer, so ε_i is exact.
+    """
+    s, n = xs.shape
+    inf = float("inf")
+    xw = torch.nn.functional.pad(xs, (window, window), value=inf).unfold(1, 2 * window + 1, 1)  # (s, n, 2w+1)
+    yw = torch.nn.functional.pad(ys, (window, window), value=inf).unfold(1, 2 * window + 1, 1)
+    d = torch.maximum((xw - xs[:, :, None]).abs_(), (yw - ys[:, :, None]).abs_())
+    eps = d.topk(k + 1, dim=2, largest=False).values[:, :, -1]  # the point itself is the first, at 0
+    idx = torch.arange(n)
+    left, right = idx - window - 1, idx + window + 1
+    gap_l = torch.where(left >= 0, xs - xs[:, left.clamp(min=0)], torch.full_like(xs, float("inf")))
+    gap_r = torch.where(right < n, xs[:, right.clamp(max=n - 1)] - xs, torch.full_like(xs, float("inf")))
+    return eps, (gap_l >= eps) & (gap_r >= eps)
+
+
+def _count_within(sorted_v: torch.Tensor, v: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Per row, the number of entries of ``sorted_v`` strictly within ε of ``v`` (the point itself included)."""
+    lo = torch.searchsorted(sorted_v, v - eps, side="right")
+    hi = torch.searchsorted(sorted_v, v + eps, side="left")
+    return hi - lo
+
+
+def ksg_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, window: int | None = None) -> torch.Tensor:
     """k-NN MI (Kraskov, Stögbauer & Grassberger, 2004, algorithm 1; App. F.1, Eq. 15) per column pair.
 
     ε_i is the max-norm distance from (x_i, y_i) to its k-th neighbour; n_x(i), n_y(i) count points strictly
     closer than ε_i in each marginal; I = ψ(k) + ψ(N) − ⟨ψ(n_x + 1) + ψ(n_y + 1)⟩. Returns shape (S,).
+
+    Exact, in O(N·w + N log N) per slice instead of O(N²): ε_i is searched among the ``window`` (default
+    ⌈1.5·√(kN)⌉) nearest points in x order on each side, points where that is not provably exact fall back
+    to a full search, and the marginal counts come from binary search in the sorted marginals.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     x, y = _check_pair(x, y, min_samples=k + 2)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of columns (slices), got {x.shape[1]} and {y.shape[1]}")
-    n = x.shape[0]
-    out = torch.empty(x.shape[1], dtype=torch.float64)
-    for s0 in range(0, x.shape[1], chunk):
-        xs, ys = x[:, s0:s0 + chunk].T.float(), y[:, s0:s0 + chunk].T.float()  # (s, n)
-        dx = (xs[:, :, None] - xs[:, None, :]).abs()
-        dy = (ys[:, :, None] - ys[:, None, :]).abs()
-        joint = torch.maximum(dx, dy)
-        joint.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-        eps = joint.topk(k, dim=2, largest=False).values[:, :, -1:]  # (s, n, 1)
-        nx = (dx < eps).sum(2) - 1  # minus the point itself
-        ny = (dy < eps).sum(2) - 1
-        psi = torch.special.digamma
+    n, s_total = x.shape
+    w = min(n - 1, window or max(2 * k, math.ceil(1.5 * math.sqrt(k * n))))
+    chunk = max(1, int(8e6 // (n * 2 * w)))
+    psi = torch.special.digamma
+    out = torch.empty(s_total, dtype=torch.float64)
+    for s0 in range(0, s_total, chunk):
+        xs, ys = x[:, s0:s0 + chunk].T, y[:, s0:s0 + chunk].T  # (s, n), float64
+        order = xs.argsort(dim=1)
+        xs, ys = xs.gather(1, order), ys.gather(1, order)
+        eps, exact = _sorted_window_eps(xs, ys, k, w)
+        miss = (~exact).nonzero()  # rare (about 1%): full search for those points, batched
+        for m0 in range(0, miss.shape[0], 4096):
+            si, i = miss[m0:m0 + 4096].T
+            d = torch.maximum((xs[si] - xs[si, i, None]).abs(), (ys[si] - ys[si, i, None]).abs())
+            d[torch.arange(len(i)), i] = float("inf")
+            eps[si, i] = d.topk(k, dim=1, largest=False).values[:, -1]
+        eps = eps * (1 - 1e-9)  # "strictly closer": the k-th neighbour sits exactly at ε in one marginal
+        nx = (_count_within(xs, xs, eps) - 1).clamp(min=0)
+        ny = (_count_within(ys.sort(dim=1).values, ys, eps) - 1).clamp(min=0)
         val = psi(torch.tensor(float(k))) + psi(torch.tensor(float(n))) \
             - (psi(nx.double() + 1) + psi(ny.double() + 1)).mean(1)
         out[s0:s0 + xs.shape[0]] = val
     return out.float()
 
 
-def kde_mi(x: torch.Tensor, y: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-    """Kernel-density MI (App. F.1, Eq. 14) per column pair: Gaussian kernels, Silverman's rule-of-thumb
-    bandwidth per variable (0.9·min(σ, IQR/1.34)·n^(−1/5)), resubstitution estimate
-    mean_i log p̂(x_i, y_i) / (p̂(x_i) p̂(y_i)). Returns shape (S,)."""
+def silverman_bandwidth(v: torch.Tensor) -> torch.Tensor:
+    """Silverman's rule of thumb per column of (n, S) ``v``: 0.9·min(σ, IQR/1.34)·n^(−1/5)."""
+    n = v.shape[0]
+    q = torch.quantile(v, torch.tensor([0.25, 0.75], dtype=v.dtype), dim=0)
+    spread = torch.minimum(v.std(0), (q[1] - q[0]) / 1.34)
+    spread = torch.where(spread > 0, spread, v.std(0).clamp_min(1e-12))
+    return 0.9 * spread * n ** (-0.2)
+
+
+def kde_mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Kernel-density MI (Moon et al., 1995; App. F.1, Eq. 14) per column pair: Gaussian kernels, Silverman's
+    rule-of-thumb bandwidth per variable, resubstitution estimate mean_i log p̂(x_i, y_i) / (p̂(x_i) p̂(y_i)).
+
+    Exact O(N²) kernel sums per slice in float32 (each sum includes the point itself, so it is ≥ 1 before
+    normalization and never underflows). Returns shape (S,).
+    """
     x, y = _check_pair(x, y, min_samples=3)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of columns (slices), got {x.shape[1]} and {y.shape[1]}")
-    n = x.shape[0]
-
-    def bandwidth(v):  # (n, s) → (s,)
-        q = torch.quantile(v, torch.tensor([0.25, 0.75], dtype=v.dtype), dim=0)
-        spread = torch.minimum(v.std(0), (q[1] - q[0]) / 1.34)
-        spread = torch.where(spread > 0, spread, v.std(0).clamp_min(1e-12))
-        return 0.9 * spread * n ** (-0.2)
-
-    out = torch.empty(x.shape[1], dtype=torch.float64)
-    for s0 in range(0, x.shape[1], chunk):
-        xs, ys = x[:, s0:s0 + chunk], y[:, s0:s0 + chunk]
-        hx, hy = bandwidth(xs), bandwidth(ys)
-        kx = -0.5 * ((xs.T[:, :, None] - xs.T[:, None, :]) / hx[:, None, None]) ** 2  # (s, n, n) log-kernels
-        ky = -0.5 * ((ys.T[:, :, None] - ys.T[:, None, :]) / hy[:, None, None]) ** 2
-        log_px = torch.logsumexp(kx, 2)
-        log_py = torch.logsumexp(ky, 2)
-        log_pxy = torch.logsumexp(kx + ky, 2)
-        # normalizing constants: p̂(x) = Σ exp(kx)/(n·hx·√2π), p̂(x,y) = Σ exp(kx+ky)/(n·hx·hy·2π); they cancel but n
-        out[s0:s0 + xs.shape[1]] = (log_pxy - log_px - log_py).mean(1) + math.log(n)
+    n, s_total = x.shape
+    a = (x / silverman_bandwidth(x)).T.float()  # (S, n), in bandwidth units
+    b = (y / silverman_bandwidth(y)).T.float()
+    chunk = max(1, int(4e6 // (n * n)))
+    out = torch.empty(s_total, dtype=torch.float64)
+    for s0 in range(0, s_total, chunk):
+        ac, bc = a[s0:s0 + chunk], b[s0:s0 + chunk]
+        kx = torch.exp(-0.5 * (ac[:, :, None] - ac[:, None, :]).square_())
+        ky = torch.exp(-0.5 * (bc[:, :, None] - bc[:, None, :]).square_())
+        px, py = kx.sum(2), ky.sum(2)
+        pxy = kx.mul_(ky).sum(2)
+        # the kernels' normalizing constants cancel, leaving a factor n: p̂(x,y)/(p̂(x)p̂(y)) = n·Σk_xy/(Σk_x Σk_y)
+        out[s0:s0 + ac.shape[0]] = (pxy.double().log() - px.double().log() - py.double().log()).mean(1) + math.log(n)
     return out.float()
 
 
-ESTIMATORS_1D = {"histogram": histogram_mi, "kde": kde_mi, "ksg": ksg_mi}
+MINE_SETTINGS = {"batch_size": 1000, "iterations": 500, "hidden": 32, "lr": 5e-3, "eval_permutations": 10}
+
+
+def mine_mi(x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, iterations: int = 500, hidden: int = 32,
+            lr: float = 5e-3, eval_permutations: int = 10, seed: int = 0) -> torch.Tensor:
+    """MINE (Belghazi et al., 2018; App. F.1, Eq. 16) per column pair: the Donsker–Varadhan bound
+    I ≥ E_P[T] − log E_{P_X⊗P_Y}[e^T], maximized over a 2→H→H→1 ReLU network T trained with Adam on
+    batches of ``batch_size`` (the paper: 1000) for ``iterations`` (the paper: 500) steps. One network per
+    slice, all slices trained at once as batched matrix products. The returned value is the bound on all
+    N samples, its marginal term averaged over ``eval_permutations`` shuffles of y. Shape (S,).
+    """
+    for name, v in (("batch_size", batch_size), ("iterations", iterations), ("hidden", hidden),
+                    ("eval_permutations", eval_permutations)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    x, y = _check_pair(x, y, min_samples=4)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same number of columns (slices), got {x.shape[1]} and {y.shape[1]}")
+    n, s = x.shape
+    g = torch.Generator().manual_seed(seed)
+    z = torch.stack([(x - x.mean(0)) / x.std(0).clamp_min(1e-12), (y - y.mean(0)) / y.std(0).clamp_min(1e-12)],
+                    dim=2).transpose(0, 1).float()  # (S, n, 2)
+
+    def init(fan_in, *shape):
+        return (torch.rand(*shape, generator=g) * 2 - 1).mul_(1 / math.sqrt(fan_in)).requires_grad_()
+
+    params = [init(2, s, 2, hidden), init(2, s, 1, hidden), init(hidden, s, hidden, hidden),
+              init(hidden, s, 1, hidden), init(hidden, s, hidden, 1), init(hidden, s, 1, 1)]
+    w1, b1, w2, b2, w3, b3 = params
+
+    def net(inp):  # (S, B, 2) → (S, B)
+        h = torch.relu(torch.baddbmm(b1, inp, w1))
+        h = torch.relu(torch.baddbmm(b2, h, w2))
+        return torch.baddbmm(b3, h, w3).squeeze(2)
+
+    def dv(t_joint, t_marg):  # (S,) Donsker–Varadhan bound per slice
+        return t_joint.mean(1) - (torch.logsumexp(t_marg, 1) - math.log(t_marg.shape[1]))
+
+    opt = torch.optim.Adam(params, lr=lr)
+    bsz = min(batch_size, n)
+    for _ in range(iterations):
+        idx = torch.randperm(n, generator=g)[:bsz]
+        perm = torch.randperm(n, generator=g)[:bsz]
+        joint = z[:, idx]
+        marg = torch.stack([z[:, idx, 0], z[:, perm, 1]], dim=2)
+        loss = -dv(net(joint), net(marg)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        t_joint = net(z)
+        bounds = [dv(t_joint, net(torch.stack([z[:, :, 0], z[:, torch.randperm(n, generator=g), 1]], dim=2)))
+                  for _ in range(eval_permutations)]
+    return torch.stack(bounds).mean(0).double().float()
+
+
+ESTIMATORS_1D = {"histogram": histogram_mi, "kde": kde_mi, "ksg": ksg_mi, "mine": mine_mi}
+
+
+def estimator_settings(estimator: str) -> dict:
+    """The fixed settings of a 1-D estimator, as recorded in run configs."""
+    settings = {"histogram": {"bins": 100, "binning": "equal-width on the sample range"},
+                "kde": {"kernel": "gaussian", "bandwidth": "silverman", "estimate": "resubstitution"},
+                "ksg": {"k": 3, "algorithm": 1}, "mine": dict(MINE_SETTINGS, bound="donsker-varadhan")}
+    if estimator not in settings:
+        raise ValueError(f"unknown 1-D estimator {estimator!r}; choose one of {', '.join(ESTIMATORS_1D)}")
+    return settings[estimator]
 
 
 def random_directions(dim: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -132,13 +251,15 @@ def random_directions(dim: int, n: int, generator: torch.Generator) -> torch.Ten
     return d / d.norm(dim=0, keepdim=True)
 
 
-def _one_d(estimator: str, bins: int, k: int):
+def _one_d(estimator: str, bins: int, k: int, mine: dict | None = None):
     if estimator == "histogram":
         return lambda a, b: histogram_mi(a, b, bins)
     if estimator == "kde":
         return kde_mi
     if estimator == "ksg":
         return lambda a, b: ksg_mi(a, b, k)
+    if estimator == "mine":
+        return lambda a, b: mine_mi(a, b, **(mine or {}))
     raise ValueError(f"unknown 1-D estimator {estimator!r}; choose one of {', '.join(ESTIMATORS_1D)}")
 
 
@@ -161,7 +282,7 @@ def sliced_mi(x: torch.Tensor, y: torch.Tensor, n_slices: int = 2000, bins: int 
 
 def class_conditional_mi(fx: torch.Tensor, fy: torch.Tensor, labels: torch.Tensor, n_slices: int = 2000,
                          bins: int = 100, shared: bool = False, seed: int = 0, progress: bool = False,
-                         estimator: str = "histogram", k: int = 3) -> dict:
+                         estimator: str = "histogram", k: int = 3, mine: dict | None = None) -> dict:
     """The paper's feature MI (App. F): sliced MI per class, averaged over classes, with a shuffled baseline.
 
     Returns ``mi`` (the average), ``mi_shuffled`` (the same estimator on fy rows permuted within each
@@ -176,11 +297,11 @@ def class_conditional_mi(fx: torch.Tensor, fy: torch.Tensor, labels: torch.Tenso
     theta = random_directions(fx.shape[1], n_slices, g)
     phi = theta if shared else random_directions(fy.shape[1], n_slices, g)
     classes = torch.unique(labels)
-    one_d = _one_d(estimator, bins, k)
+    one_d = _one_d(estimator, bins, k, mine)
     per, per_shuf = [], []
     for c in tqdm(classes.tolist(), desc="sliced MI", disable=not progress, leave=False):
         m = labels == c
-        if estimator == "histogram" and m.sum() < bins // 10 + 2:
+        if estimator == "histogram" and m.sum() < bins:
             raise ValueError(f"class {c} has {int(m.sum())} samples: too few for {bins} bins")
         px, py = fx[m] @ theta, fy[m] @ phi
         perm = torch.randperm(px.shape[0], generator=g)

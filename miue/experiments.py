@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from . import estimators
+from . import estimators, feature_covariance
 from .attacks import ATTACKS
 from .checkpoint import load_tensors, save_tensors
 from .data import ImageDataset, load, stratified_subset
-from .models import create_model
+from .models import MODELS, create_model
 from .poisons import Poison
 from .profiles import Profile
 from .runs import RunStore
@@ -111,19 +111,28 @@ def poison(p: Profile, method: str, store: RunStore | None = None, progress: boo
     return record, Poison.load(path)
 
 
-def victim_config(p: Profile, method: str, seed: int, **extra) -> dict:
+def _check_arch(arch: str | None) -> str | None:
+    if arch is not None and arch not in MODELS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(MODELS)}")
+    return arch
+
+
+def victim_config(p: Profile, method: str, seed: int, arch: str | None = None, **extra) -> dict:
+    """Config of a victim; ``arch`` (a MODELS name) replaces the profile's model for the victim only: the
+    poison is still generated with the profile's source model (as in the paper's transfer tables)."""
     recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
                     weight_decay=p.victim_weight_decay)
     return {"poison": poison_config(p, method, **extra), "dataset": p.dataset, "n_train": p.n_train,
-            "n_test": p.n_test, "model": p.model, "width": p.width, "recipe": dataclasses.asdict(recipe),
-            "seed": seed}
+            "n_test": p.n_test, "model": _check_arch(arch) or p.model, "width": p.width,
+            "recipe": dataclasses.asdict(recipe), "seed": seed}
 
 
 def victim(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
-           force: bool = False, **extra) -> dict:
-    """Record of a victim trained (``seed``) on the profile's data poisoned by ``method``."""
+           force: bool = False, arch: str | None = None, **extra) -> dict:
+    """Record of a victim (the profile's model, or ``arch``) trained (``seed``) on the profile's data
+    poisoned by ``method``."""
     store = store or RunStore()
-    cfg = victim_config(p, method, seed, **extra)
+    cfg = victim_config(p, method, seed, arch, **extra)
     device = resolve_device(p.device)
 
     def compute(ctx):
@@ -134,9 +143,9 @@ def victim(p: Profile, method: str, seed: int = 0, store: RunStore | None = None
         curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
         c, h, _ = train.shape
         torch.manual_seed(seed)
-        model = create_model(p.model, train.num_classes, c, h, p.width)
+        model = create_model(cfg["model"], train.num_classes, c, h, p.width)
         history = fit(model, train, Recipe(**cfg["recipe"]), test=curve, seed=seed, device=device,
-                      progress=progress, checkpoint=ctx.checkpoint(), desc=f"victim {method} s{seed}")
+                      progress=progress, checkpoint=ctx.checkpoint(), desc=f"victim {cfg['model']} {method} s{seed}")
         test_loss, test_acc = evaluate(model, test, device)
         train_loss, train_acc = evaluate(model, train, device)
         save_tensors(ctx.artifacts / "model.safetensors", model.state_dict())
@@ -149,48 +158,87 @@ def victim(p: Profile, method: str, seed: int = 0, store: RunStore | None = None
     return store.get_or_compute("victim", cfg, compute, device=str(device), seed=seed, force=force)
 
 
-def _victim_model(p: Profile, method: str, seed: int, store: RunStore, progress: bool, **extra):
+def _victim_model(p: Profile, method: str, seed: int, store: RunStore, progress: bool, arch: str | None = None,
+                  **extra):
     """The trained victim network; retrained (same config and seed) when only its record is at hand."""
-    record = victim(p, method, seed, store, progress, **extra)
+    record = victim(p, method, seed, store, progress, arch=arch, **extra)
     path = store.cache / "victim" / record["hash"] / "model.safetensors"
     if not path.exists():
-        victim(p, method, seed, store, progress, force=True, **extra)
+        victim(p, method, seed, store, progress, force=True, arch=arch, **extra)
     train, _ = datasets(p)
     c, h, _ = train.shape
-    model = create_model(p.model, train.num_classes, c, h, p.width)
+    model = create_model(arch or p.model, train.num_classes, c, h, p.width)
     model.load_state_dict(load_tensors(path)[0])
     return model
 
 
-def mi_config(p: Profile, method: str, seed: int, **extra) -> dict:
-    return {"victim": victim_config(p, method, seed, **extra), "estimator": "histogram", "sliced": True,
-            "n_slices": p.mi_slices, "bins": p.mi_bins, "shared_directions": False, "class_conditional": True,
-            "features": "train", "seed": 0}
+MI_ESTIMATORS = ("histogram", "kde", "ksg", "mine")
+
+
+def mi_config(p: Profile, method: str, seed: int, arch: str | None = None, estimator: str = "histogram",
+              shared: bool = False, **extra) -> dict:
+    """Config of an MI estimate: the paper's histogram sliced MI by default (App. F); ``estimator`` picks
+    another 1-D estimator (its slice count is ``p.estimator_slices[estimator]``), ``shared`` the variant
+    that projects X and Y on one shared direction instead of Eq. 17's independent ones."""
+    if estimator not in MI_ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(MI_ESTIMATORS)}")
+    cfg = {"victim": victim_config(p, method, seed, arch, **extra), "estimator": estimator, "sliced": True,
+           "n_slices": p.mi_slices, "bins": p.mi_bins, "shared_directions": bool(shared),
+           "class_conditional": True, "features": "train", "seed": 0}
+    if estimator != "histogram":
+        cfg.update(n_slices=p.estimator_slices.get(estimator, p.mi_slices), bins=None,
+                   settings=estimators.estimator_settings(estimator))
+    return cfg
+
+
+def victim_features(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
+                    arch: str | None = None, **extra) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(g(X), g(X'), labels): the victim's features of the clean and of the poisoned training subset."""
+    store = store or RunStore()
+    device = resolve_device(p.device)
+    train, _ = datasets(p)
+    model = _victim_model(p, method, seed, store, progress, arch=arch, **extra).to(device)
+    poisoned = train.images
+    if method != CLEAN:
+        poisoned = poison(p, method, store, progress, **extra)[1].apply(train.images)
+    return extract_features(model, train.images, device), extract_features(model, poisoned, device), train.labels
 
 
 def mutual_information(p: Profile, method: str, seed: int = 0, store: RunStore | None = None,
-                       progress: bool = True, **extra) -> dict:
+                       progress: bool = True, arch: str | None = None, estimator: str = "histogram",
+                       shared: bool = False, **extra) -> dict:
     """Record of the paper's MI I(g(X), g(X')) for the victim of ``method``/``seed`` (App. F), with baseline.
 
     g is the victim's feature extractor; X the clean training subset, X' its published poisoned version.
     """
     store = store or RunStore()
-    cfg = mi_config(p, method, seed, **extra)
+    cfg = mi_config(p, method, seed, arch, estimator, shared, **extra)
     device = resolve_device(p.device)
 
     def compute(ctx):
-        train, _ = datasets(p)
-        model = _victim_model(p, method, seed, store, progress, **extra).to(device)
-        poisoned = train.images
-        if method != CLEAN:
-            poisoned = poison(p, method, store, progress, **extra)[1].apply(train.images)
-        fx = extract_features(model, train.images, device)
-        fy = extract_features(model, poisoned, device)
+        fx, fy, labels = victim_features(p, method, seed, store, progress, arch, **extra)
         t0 = time.perf_counter()
-        res = estimators.class_conditional_mi(fx, fy, train.labels, cfg["n_slices"], cfg["bins"],
-                                              shared=False, seed=cfg["seed"], progress=progress)
+        res = estimators.class_conditional_mi(fx, fy, labels, cfg["n_slices"], cfg["bins"] or 100,
+                                              shared=shared, seed=cfg["seed"], progress=progress,
+                                              estimator=estimator)
         res["estimate_seconds"] = time.perf_counter() - t0
         res["feature_dim"] = fx.shape[1]
         return {"metrics": res}
 
     return store.get_or_compute("mi", cfg, compute, device=str(device), seed=seed)
+
+
+def covariance(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
+               arch: str | None = None, **extra) -> dict:
+    """Record of the intra-class covariance of the victim's poisoned features (Theorem 5.1, Fig. 3)."""
+    store = store or RunStore()
+    cfg = {"victim": victim_config(p, method, seed, arch, **extra), "statistic": "class_covariance",
+           "features": "train", "ridge": feature_covariance.RIDGE}
+    device = resolve_device(p.device)
+
+    def compute(ctx):
+        fx, fy, labels = victim_features(p, method, seed, store, progress, arch, **extra)
+        return {"metrics": {"poisoned": feature_covariance.class_covariance(fy, labels),
+                            "clean": feature_covariance.class_covariance(fx, labels)}}
+
+    return store.get_or_compute("covariance", cfg, compute, device=str(device), seed=seed)

@@ -32,6 +32,12 @@ class Profile:
     sizes: typing.Tuple[int, ...] = ()  # calibration: smaller training subsets for the gap-vs-size table
     mi_slices: int = 2000
     mi_bins: int = 100
+    # slices for the slower 1-D estimators (Fig. 1); the histogram uses mi_slices
+    estimator_slices: typing.Dict[str, int] = field(default_factory=lambda: {"kde": 2000, "ksg": 2000, "mine": 2000})
+    archs: typing.Tuple[str, ...] = ()  # victims of the depth chapter (Fig. 2, Tables 13-15); names from MODELS
+    sal_samples: int = 1000  # SAL (SAL/UD Eq. 3): training images each weight-perturbation pass uses
+    sal_every: int = 1  # SAL is measured every this many epochs of the victim's training
+    sal_steps: int = 10  # ascent steps of the l2 weight perturbation (SAL/UD Sec. 3.3)
     device: str = "auto"
 
     def override(self, **changes) -> "Profile":
@@ -75,12 +81,15 @@ def _coerce(key: str, value, hint):
             raise bad
         return value
     if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool)
+        item = int if args[0] is int else str
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, item) and not isinstance(v, bool)
                                                            for v in value):
             raise bad
         return tuple(value)
     if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        item = args[1] if args and args[1] is int else dict
+        if not isinstance(value, dict) or not all(isinstance(v, item) and not isinstance(v, bool)
+                                                  for v in value.values()):
             raise bad
         return value
     return value
@@ -110,16 +119,25 @@ PROFILES: dict[str, Profile] = {
                               "ap": {"source_epochs": 3, "restarts": 1, "iterations": 10, "step_ratio": 0.2},
                               "miue": {"epochs": 3, "step_size": 2 / 255, "lr": 0.1},
                               "miue-code": {"epochs": 3, "step_size": 2 / 255}},
-                     budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}}),
+                     budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
+                     estimator_slices={"kde": 50, "ksg": 50, "mine": 4}, archs=("linear", "lenet5", "resnet18"),
+                     sal_samples=128, sal_every=5, sal_steps=3),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
-                   sizes=(1000, 2000)),
+                   sizes=(1000, 2000), estimator_slices={"kde": 500, "ksg": 500, "mine": 20},
+                   archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
+                          "vit-b", "vit-l"),
+                   sal_samples=256, sal_every=4),
     "gpu": Profile("gpu", n_train=None, width=1.0, victim_epochs=40, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks={"em": {"max_rounds": 30}, "ap": {"restarts": 1},
                                              "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
-                   budget_epochs=(5, 10, 20), device="cuda"),
+                   budget_epochs=(5, 10, 20), device="cuda",
+                   archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
+                          "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=1000, sal_every=2),
     "paper": Profile("paper", dataset="cifar10", n_train=None, width=1.0, victim_epochs=200, victim_lr=0.5,
-                     victim_weight_decay=1e-4, seeds=(0,), budget_epochs=(10, 20, 50)),
+                     victim_weight_decay=1e-4, seeds=(0,), budget_epochs=(10, 20, 50),
+                     archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
+                            "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=50000),
 }
 
 

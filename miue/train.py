@@ -118,11 +118,14 @@ def extract_features(model, inputs: torch.Tensor, device: torch.device, batch_si
 
 
 def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None = None, seed: int = 0,
-        device="cpu", progress: bool = True, checkpoint: Checkpoint | None = None, desc: str = "train") -> list[dict]:
+        device="cpu", progress: bool = True, checkpoint: Checkpoint | None = None, desc: str = "train",
+        on_epoch=None) -> list[dict]:
     """Train ``model`` on ``train`` with ``recipe``; returns the per-epoch history.
 
     Each history entry has epoch, lr, train_loss, train_acc (on the augmented training batches), and
     test_loss/test_acc when ``test`` is given. With a ``checkpoint`` the run resumes after interruption.
+    ``on_epoch(epoch, model)``, when given, runs after each epoch (model in eval mode); the dict it returns
+    is merged into that epoch's history entry (SAL tracking uses this).
     """
     device = resolve_device(device)
     model = prepare(model, device)
@@ -147,6 +150,9 @@ def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None
         entry = {"epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": loss, "train_acc": acc}
         if test is not None:
             entry["test_loss"], entry["test_acc"] = evaluate(model, test, device)
+        if on_epoch is not None:
+            model.eval()
+            entry.update(on_epoch(epoch + 1, model) or {})
         entry["seconds"] = time.perf_counter() - t0
         history.append(entry)
         bar.set_postfix({k: round(v, 3) for k, v in entry.items() if k in ("train_acc", "test_acc")})

@@ -20,12 +20,17 @@ import papermill
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-PROFILED = {"01_at_a_glance.ipynb"}  # notebooks that take a `profile` parameter
+
+
+def takes_profile(nb: Path) -> bool:
+    """Whether the notebook's parameters cell defines ``profile``."""
+    cells = nbformat.read(nb, as_version=4).cells
+    return any("parameters" in c.metadata.get("tags", []) and "profile =" in c.source for c in cells)
 
 
 def execute(nb: Path, out_dir: Path, profile: str, log_output: bool = True) -> Path:
     out = out_dir / nb.name
-    params = {"profile": profile} if nb.name in PROFILED else {}
+    params = {"profile": profile} if takes_profile(nb) else {}
     try:
         papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(ROOT), log_output=log_output,
                                    progress_bar=False, execution_timeout=None, kernel_name="python3")

@@ -78,6 +78,7 @@ def test_class_conditional_reports_shuffled_baseline():
     (torch.rand(5), torch.rand(6), 10, "same number of samples"),
     (torch.rand(5), torch.rand(5), 1, "bins"),
     (torch.rand(1), torch.rand(1), 10, "at least 2"),
+    (torch.rand(50), torch.rand(50), 100, "fewer than the 100 bins"),
 ])
 def test_bad_input_is_rejected(x, y, bins, message):
     with pytest.raises(ValueError, match=message):
@@ -114,3 +115,83 @@ def test_sliced_mi_takes_any_1d_estimator():
     assert vals["ksg"] > 0.2 and vals["kde"] > 0.2
     with pytest.raises(ValueError, match="unknown 1-D estimator"):
         sliced_mi(x, y, n_slices=2, estimator="mine2")
+
+
+def _brute_ksg(x, y, k=3):
+    from scipy.special import digamma
+    dx, dy = np.abs(x[:, None] - x[None]), np.abs(y[:, None] - y[None])
+    d = np.maximum(dx, dy)
+    np.fill_diagonal(d, np.inf)
+    eps = np.sort(d, 1)[:, k - 1]
+    nx, ny = (dx < eps[:, None]).sum(1) - 1, (dy < eps[:, None]).sum(1) - 1
+    return digamma(k) + digamma(len(x)) - np.mean(digamma(nx + 1) + digamma(ny + 1))
+
+
+@pytest.mark.parametrize("window", [None, 2])  # 2 forces the exact fallback search for most points
+def test_ksg_equals_brute_force_definition(window):
+    from miue.estimators import ksg_mi
+    x, y = correlated(400, 0.7, seed=8, cols=3)
+    y[:, 2] = torch.exp(3 * x[:, 2])  # heavy tail, monotone dependence
+    ours = ksg_mi(x, y, window=window).double().numpy()
+    ref = [_brute_ksg(x[:, i].double().numpy(), y[:, i].double().numpy()) for i in range(3)]
+    assert np.allclose(ours, ref, atol=1e-5), (ours, ref)
+
+
+def test_mine_agrees_with_closed_form_and_is_unbiased_at_zero():
+    from miue.estimators import mine_mi
+    x, y = correlated(2000, 0.8, seed=9, cols=2)
+    assert abs(mine_mi(x, y).mean().item() - gaussian_mi(0.8)) < 0.06
+    x0, y0 = correlated(2000, 0.0, seed=10, cols=2)
+    assert abs(mine_mi(x0, y0, iterations=200).mean().item()) < 0.05
+    with pytest.raises(ValueError, match="iterations"):
+        mine_mi(x, y, iterations=0)
+
+
+@pytest.mark.parametrize("estimator, bound", [("ksg", 0.02), ("kde", 0.07)])
+def test_zero_truth_bias_is_bounded(estimator, bound):
+    from miue.estimators import kde_mi, ksg_mi
+    x, y = correlated(2000, 0.0, seed=11, cols=16)
+    fn = {"ksg": ksg_mi, "kde": kde_mi}[estimator]
+    assert abs(fn(x, y).mean().item()) < bound
+
+
+def test_histogram_bias_at_the_papers_setting_and_miller_madow():
+    # 100 bins at 5,000 samples (CIFAR-10's per-class size): the plug-in value of independent Gaussians is
+    # about 0.47 nats; Miller–Madow removes roughly half of it
+    x, y = correlated(5000, 0.0, seed=12, cols=32)
+    raw = histogram_mi(x, y, 100).mean().item()
+    mm = histogram_mi(x, y, 100, correction="miller-madow").mean().item()
+    assert 0.40 < raw < 0.55 and 0.15 < mm < raw - 0.15
+
+
+def test_sliced_closed_forms_for_both_direction_variants():
+    from miue import validation
+    g = torch.Generator().manual_seed(0)
+    theta = validation.est.random_directions(64, 4000, g)
+    phi = validation.est.random_directions(64, 4000, g)
+    assert torch.allclose(validation.slice_truth(0.9, theta, theta), torch.tensor(gaussian_mi(0.9), dtype=torch.float64))
+    mc = validation.slice_truth(0.9, theta, phi).mean().item()
+    assert abs(mc - validation.expected_sliced_mi(0.9, 64, shared=False)) < 0.001
+    assert validation.expected_sliced_mi(0.9, 512, shared=False) < 0.001 < gaussian_mi(0.9)
+    # the estimators on samples track the per-slice truth with shared directions
+    x, y = validation.correlated_gaussians(2000, 8, 0.9, seed=1)
+    th = validation.est.random_directions(8, 16, g)
+    truth = validation.slice_truth(0.9, th, th).mean().item()
+    assert abs(validation.est.ksg_mi(x @ th, y @ th).mean().item() - truth) < 0.05
+
+
+def test_feature_covariance_matches_gaussian_log_det():
+    from miue.feature_covariance import class_covariance
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    f = torch.randn(20000, 4, generator=g) * scale
+    labels = torch.arange(2).repeat(10000)
+    res = class_covariance(f, labels, ridge=1e-8)
+    assert abs(res["half_logdet"] - 0.5 * float(torch.log(scale**2).sum())) < 0.03
+    assert abs(res["trace"] - float((scale**2).sum())) < 0.2
+    shrunk = class_covariance(0.5 * f, labels, ridge=1e-8)
+    assert shrunk["half_logdet"] < res["half_logdet"] and shrunk["trace"] < res["trace"]
+    with pytest.raises(ValueError, match="one entry per row"):
+        class_covariance(f, labels[:-1])
+    with pytest.raises(ValueError, match="at least 2"):
+        class_covariance(f[:3], torch.tensor([0, 0, 1]))
