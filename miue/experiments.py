@@ -186,8 +186,10 @@ def mi_config(p: Profile, method: str, seed: int, arch: str | None = None, estim
            "n_slices": p.mi_slices, "bins": p.mi_bins, "shared_directions": bool(shared),
            "class_conditional": True, "features": "train", "seed": 0}
     if estimator != "histogram":
-        cfg.update(n_slices=p.estimator_slices.get(estimator, p.mi_slices), bins=None,
-                   settings=estimators.estimator_settings(estimator))
+        settings = estimators.estimator_settings(estimator)
+        if estimator == "mine":
+            settings["iterations"] = p.mine_iterations
+        cfg.update(n_slices=p.estimator_slices.get(estimator, p.mi_slices), bins=None, settings=settings)
     return cfg
 
 
@@ -220,7 +222,7 @@ def mutual_information(p: Profile, method: str, seed: int = 0, store: RunStore |
         t0 = time.perf_counter()
         res = estimators.class_conditional_mi(fx, fy, labels, cfg["n_slices"], cfg["bins"] or 100,
                                               shared=shared, seed=cfg["seed"], progress=progress,
-                                              estimator=estimator)
+                                              estimator=estimator, mine={"iterations": p.mine_iterations})
         res["estimate_seconds"] = time.perf_counter() - t0
         res["feature_dim"] = fx.shape[1]
         return {"metrics": res}
@@ -242,3 +244,46 @@ def covariance(p: Profile, method: str, seed: int = 0, store: RunStore | None = 
                             "clean": feature_covariance.class_covariance(fx, labels)}}
 
     return store.get_or_compute("covariance", cfg, compute, device=str(device), seed=seed)
+
+
+SEPARABILITY_TARGETS = ("noise", "poisoned")
+
+
+def separability(p: Profile, method: str, target: str, store: RunStore | None = None, progress: bool = True,
+                 **extra) -> dict:
+    """Record of linear separability (App. G.5, Table 21): training accuracy of a linear network fitted,
+    without augmentation, on the method's noises alone (``target="noise"``) or on its poisoned training set
+    (``"poisoned"``; for ``clean``, the clean set). The published noise δ = x' − x is an integer in
+    [−ε·255, ε·255] per pixel; it is shown to the network rescaled to the full 8-bit range (an affine map,
+    which a linear model with bias absorbs) so that one recipe fits both targets."""
+    if target not in SEPARABILITY_TARGETS:
+        raise ValueError(f"target must be one of {SEPARABILITY_TARGETS}, got {target!r}")
+    if target == "noise" and method == CLEAN:
+        raise ValueError("clean data has no noise; use target='poisoned' for the clean row")
+    store = store or RunStore()
+    recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
+                    weight_decay=p.victim_weight_decay, augment=False)
+    cfg = {"poison": poison_config(p, method, **extra), "dataset": p.dataset, "n_train": p.n_train,
+           "target": target, "model": "linear", "recipe": dataclasses.asdict(recipe), "seed": 0}
+    device = resolve_device(p.device)
+
+    def compute(ctx):
+        train, _ = datasets(p)
+        images = train.images
+        if method != CLEAN:
+            pois = poison(p, method, store, progress, **extra)[1]
+            images = pois.apply(train.images)
+            if target == "noise":
+                delta = images.float() - train.images.float()
+                bound = max(float(delta.abs().max()), 1.0)
+                images = ((delta / bound + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        data = train.with_images(images)
+        c, h, _ = data.shape
+        torch.manual_seed(0)
+        model = create_model("linear", data.num_classes, c, h)
+        history = fit(model, data, recipe, seed=0, device=device, progress=progress,
+                      desc=f"linear {method} {target}")
+        loss, acc = evaluate(model, data, device)
+        return {"metrics": {"train_acc": acc, "train_loss": loss}, "history": history}
+
+    return store.get_or_compute("separability", cfg, compute, device=str(device), seed=0)

@@ -102,6 +102,7 @@ def test_ksg_and_kde_agree_with_closed_form(estimator, tol):
 
 def test_ksg_matches_scikit_learn():
     from sklearn.feature_selection import mutual_info_regression
+
     from miue.estimators import ksg_mi
     x, y = correlated(1500, 0.7, seed=5)
     ours = ksg_mi(x, y, k=3).item()
