@@ -34,3 +34,23 @@ def test_records_rebuild_without_recomputation(store, tmp_path, monkeypatch):
 def test_bad_method_name():
     with pytest.raises(ValueError, match="unknown method 'mi-ue'.*clean"):
         ex.victim(P, "mi-ue", 0)
+
+
+def test_victim_architecture_covariance_and_separability(store):
+    base = ex.victim_config(P, "miue", 0)
+    assert ex.victim_config(P, "miue", 0, "resnet18") == base  # the profile's model: same run
+    other = ex.victim_config(P, "miue", 0, "2-nn")
+    assert other["model"] == "2-nn" and other["poison"] == base["poison"]  # same poison, other victim
+    with pytest.raises(ValueError, match="unknown architecture 'resnet-18'"):
+        ex.victim_config(P, "miue", 0, "resnet-18")
+    assert ex.mi_config(P, "miue", 0, estimator="ksg")["settings"]["k"] == 3
+    with pytest.raises(ValueError, match="unknown estimator"):
+        ex.mi_config(P, "miue", 0, estimator="knn")
+    rec = ex.victim(P, ex.CLEAN, 0, store, progress=False, arch="2-nn")
+    assert rec["config"]["model"] == "2-nn" and rec["metrics"]["test_acc"] > 0.5  # digits: an MLP learns them
+    cov = ex.covariance(P, ex.CLEAN, 0, store, progress=False, arch="2-nn")["metrics"]
+    assert cov["poisoned"]["trace"] > 0 and cov["poisoned"] == cov["clean"]  # clean: both feature sets agree
+    sep = ex.separability(P, "random", "noise", store, progress=False)
+    assert 0 <= sep["metrics"]["train_acc"] <= 1 and sep["config"]["recipe"]["augment"] is False
+    with pytest.raises(ValueError, match="clean data has no noise"):
+        ex.separability(P, ex.CLEAN, "noise", store)
