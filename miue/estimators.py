@@ -229,7 +229,7 @@ def mine_mi(x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, iterations
         t_joint = net(z)
         bounds = [dv(t_joint, net(torch.stack([z[:, :, 0], z[:, torch.randperm(n, generator=g), 1]], dim=2)))
                   for _ in range(eval_permutations)]
-    return torch.stack(bounds).mean(0).double().float()
+    return torch.stack(bounds).mean(0)
 
 
 ESTIMATORS_1D = {"histogram": histogram_mi, "kde": kde_mi, "ksg": ksg_mi, "mine": mine_mi}
