@@ -51,6 +51,10 @@ def test_notebook_runs_at_smoke_profile(nb_path, book_store, monkeypatch):
     if nb_path.stem == "03_effective_ues_reduce_mi":
         assert html.count("image/png") >= 2  # Figure 1, Figure 3
         assert (tmp_path / "runs" / "covariance").is_dir() and (tmp_path / "runs" / "separability").is_dir()
+    if nb_path.stem == "02_measuring_mutual_information":
+        assert html.count("image/png") >= 2 and (tmp_path / "runs" / "validation").is_dir()
+    if nb_path.stem == "05_sharpness_aware_learnability":
+        assert html.count("image/png") >= 2 and (tmp_path / "runs" / "sal").is_dir()
 
 
 @pytest.mark.notebook
