@@ -179,8 +179,10 @@ def kde_mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 MINE_SETTINGS = {"batch_size": 1000, "iterations": 500, "hidden": 32, "lr": 5e-3, "eval_permutations": 10}
 
 
-def mine_mi(x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, iterations: int = 500, hidden: int = 32,
-            lr: float = 5e-3, eval_permutations: int = 10, seed: int = 0) -> torch.Tensor:
+def mine_mi(x: torch.Tensor, y: torch.Tensor, batch_size: int = MINE_SETTINGS["batch_size"],
+            iterations: int = MINE_SETTINGS["iterations"], hidden: int = MINE_SETTINGS["hidden"],
+            lr: float = MINE_SETTINGS["lr"], eval_permutations: int = MINE_SETTINGS["eval_permutations"],
+            seed: int = 0) -> torch.Tensor:
     """MINE (Belghazi et al., 2018; App. F.1, Eq. 16) per column pair: the Donsker–Varadhan bound
     I ≥ E_P[T] − log E_{P_X⊗P_Y}[e^T], maximized over a 2→H→H→1 ReLU network T trained with Adam on
     batches of ``batch_size`` (the paper: 1000) for ``iterations`` (the paper: 500) steps. One network per

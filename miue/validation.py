@@ -66,8 +66,7 @@ def expected_sliced_mi(rho: float, d: int, shared: bool) -> float:
 
 
 def _one_d(name: str, bins: int = 100, mine: dict | None = None):
-    return {"histogram": lambda a, b: est.histogram_mi(a, b, bins), "kde": est.kde_mi, "ksg": est.ksg_mi,
-            "mine": lambda a, b: est.mine_mi(a, b, **(mine or {}))}[name]
+    return est._one_d(name, bins, 3, mine)
 
 
 def accuracy_study(ns, rhos, repeats: int, mine_repeats: int, bins: int = 100, mine: dict | None = None,
