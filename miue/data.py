@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,21 +100,57 @@ def stratified_subset(ds: ImageDataset, n: int | None, seed: int = 0) -> ImageDa
 # ---------------------------------------------------------------- loaders
 
 
+class _DamagedFile(ValueError):
+    """An IDX file that cannot be read or whose header does not match its content."""
+
+
 def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (the MNIST family's format), gzipped or not."""
+    """Read an IDX file (the MNIST family's format), gzipped or not; a damaged file raises _DamagedFile."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, gzip.BadGzipFile, zlib.error) as exc:  # truncated or not gzip
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise _DamagedFile(f"{path.name} cannot be read ({type(exc).__name__}: {exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise _DamagedFile(f"{path.name} is not an IDX file of unsigned bytes (bad header)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise _DamagedFile(f"{path.name} is cut short in its header")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        raise _DamagedFile(f"{path.name} holds {len(raw)} bytes where its header {dims} says {expected}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte")
+
+
+def _fashion_file(folder: Path, stem: str) -> Path | None:
+    for p in (folder / stem, folder / f"{stem}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
 def _find_fashion_mnist(root: Path) -> Path | None:
+    """The first candidate folder holding any Fashion-MNIST file (complete or not: checked by the loader)."""
     for folder in (root / "fashion-mnist", root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST):
-        if (folder / "train-images-idx3-ubyte.gz").exists() or (folder / "train-images-idx3-ubyte").exists():
+        if any(_fashion_file(folder, stem) is not None for stem in FASHION_FILES):
             return folder
     return None
+
+
+def _damaged(name: str, folder: Path, what: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"dataset {name!r} in {folder} is incomplete or damaged: {what}. To fix it: delete or replace the "
+        f"damaged files (the four IDX .gz files: {', '.join(s + '.gz' for s in FASHION_FILES)}), e.g. copy them "
+        f"again from /usr/share/datasets/fashion-mnist (`apt-get install --reinstall dataset-fashion-mnist`) "
+        f"or delete {folder} and run with internet access so torchvision downloads it again.")
 
 
 def _load_fashion_mnist(split: str, root: Path, download: bool) -> ImageDataset:
@@ -129,14 +166,22 @@ def _load_fashion_mnist(split: str, root: Path, download: bool) -> ImageDataset:
     if folder is None:
         raise _not_found("fashion-mnist")
     prefix = "train" if split == "train" else "t10k"
-
-    def pick(stem):
-        p = folder / f"{prefix}-{stem}"
-        return p if p.exists() else folder / f"{prefix}-{stem}.gz"
-
-    images = torch.from_numpy(_read_idx(pick("images-idx3-ubyte")).copy()).unsqueeze(1)
-    labels = torch.from_numpy(_read_idx(pick("labels-idx1-ubyte")).astype(np.int64))
-    return ImageDataset("fashion-mnist", split, images, labels, FASHION_CLASSES, Augmentation(4, True))
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    paths = [_fashion_file(folder, stem) for stem in stems]
+    missing = [stem + "(.gz)" for stem, path in zip(stems, paths) if path is None]
+    if missing:
+        raise _damaged("fashion-mnist", folder, f"{' and '.join(missing)} missing")
+    try:
+        images, labels = _read_idx(paths[0]), _read_idx(paths[1])
+    except _DamagedFile as exc:
+        raise _damaged("fashion-mnist", folder, str(exc)) from None
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise _damaged("fashion-mnist", folder, f"{paths[0].name} holds images of shape {images.shape} and "
+                                                 f"{paths[1].name} labels of shape {labels.shape}")
+    if len(labels) and labels.max() >= len(FASHION_CLASSES):
+        raise _damaged("fashion-mnist", folder, f"{paths[1].name} holds label {labels.max()}, beyond the 10 classes")
+    return ImageDataset("fashion-mnist", split, torch.from_numpy(images.copy()).unsqueeze(1),
+                        torch.from_numpy(labels.astype(np.int64)), FASHION_CLASSES, Augmentation(4, True))
 
 
 def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDataset:

@@ -1,8 +1,11 @@
 """The units notebooks call: a poison, a victim trained on it, the MI of its features, as stored runs.
 
-Each function builds a frozen config from a :class:`~miue.profiles.Profile`, asks the :class:`RunStore`
-for its record, and computes only what is missing (a victim needs its poison, an MI estimate its victim's
-weights; a fresh clone that has the records but not the cache recomputes nothing it does not need).
+``*_spec(profile, ...)`` builds a run's frozen spec (:mod:`miue.specs`) from a profile; :func:`run` executes
+any spec, reading its record from the :class:`RunStore` and computing only what is missing. Reading a
+record never needs its artifacts; a run that needs a missing artifact (the poison tensor for a new victim,
+a victim's weights for a new estimate) regenerates it into the cache through :func:`artifact` and leaves
+the committed record as it was. ``poison``, ``victim``, ``mutual_information`` … are the profile-level
+shorthands the chapters call.
 """
 
 from __future__ import annotations
@@ -11,18 +14,21 @@ import base64
 import dataclasses
 import functools
 import time
+from pathlib import Path
 
 import torch
 
-from . import estimators, feature_covariance
+from . import estimators, feature_covariance, settings
 from .attacks import ATTACKS
-from .checkpoint import load_tensors, save_tensors
+from .checkpoint import load_tensors
 from .data import ImageDataset, load, stratified_subset
+from .defenses import create_defense
 from .models import MODELS, create_model
 from .poisons import Poison
 from .profiles import Profile
 from .runs import RunStore
-from .train import Recipe, evaluate, extract_features, fit, resolve_device
+from .specs import CovarianceSpec, MISpec, PoisonSpec, SeparabilitySpec, Spec, VictimSpec, freeze
+from .train import Recipe, evaluate, extract_features, fit, per_class_accuracy, resolve_device
 
 CLEAN = "clean"
 CURVE_TEST_SIZE = 2000  # per-epoch learning curves use a fixed stratified test subset of this size
@@ -46,20 +52,29 @@ def _check_method(method: str) -> None:
 
 def attack_config(p: Profile, method: str, **extra) -> dict:
     """The full attack config: the method's paper defaults ← the profile's model/width ← profile overrides."""
+    return settings.address(_attack(p, method, **extra))
+
+
+def _attack(p: Profile, method: str, **extra):
     cls = ATTACKS[method]
     names = {f.name for f in dataclasses.fields(cls.Config)}
-    settings = {k: v for k, v in (("model", p.model), ("width", p.width)) if k in names}
-    settings.update(p.attack_settings(method))
-    settings.update(extra)
-    return dataclasses.asdict(cls(**settings).config)
+    chosen = {k: v for k, v in (("model", p.model), ("width", p.width)) if k in names}
+    chosen.update(p.attack_settings(method))
+    chosen.update(extra)
+    return cls(**chosen).config
 
 
-def poison_config(p: Profile, method: str, **extra) -> dict | None:
+def poison_spec(p: Profile, method: str, classes=None, fraction: float = 1.0, **extra) -> PoisonSpec | None:
+    """The spec of ``method``'s poison on the profile's training subset (None for ``clean``)."""
     _check_method(method)
     if method == CLEAN:
         return None
-    return {"dataset": p.dataset, "n_train": p.n_train, "subset_seed": 0, "method": method,
-            "attack": attack_config(p, method, **extra)}
+    return PoisonSpec(method, _attack(p, method, **extra), p.dataset, p.n_train, 0, classes, fraction)
+
+
+def poison_config(p: Profile, method: str, **extra) -> dict | None:
+    spec = poison_spec(p, method, **extra)
+    return None if spec is None else spec.config()
 
 
 def _encode(t: torch.Tensor) -> dict:
@@ -79,36 +94,109 @@ def _sample_indices(ds: ImageDataset, k: int = 5) -> torch.Tensor:
     return torch.stack([torch.nonzero(ds.labels == c).flatten()[0] for c in range(min(k, ds.num_classes))])
 
 
+def _spec_splits(spec) -> tuple[ImageDataset, ImageDataset]:
+    return _splits(spec.dataset, spec.n_train, getattr(spec, "n_test", None))
+
+
+def poison_mask(spec: PoisonSpec, labels: torch.Tensor) -> torch.Tensor | None:
+    """Which images keep their perturbation under ``spec.classes`` / ``spec.fraction`` (None: all)."""
+    if spec.classes is None and spec.fraction == 1.0:
+        return None
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    if spec.classes is not None:
+        keep &= torch.isin(labels, torch.tensor(spec.classes))
+    if spec.fraction != 1.0:
+        g = torch.Generator().manual_seed(spec.attack.seed + 12345)
+        chosen = torch.zeros(len(labels), dtype=torch.bool)
+        chosen[torch.randperm(len(labels), generator=g)[:round(spec.fraction * len(labels))]] = True
+        keep &= chosen
+    return keep
+
+
+POISON_FILE = "poison.safetensors"
+MODEL_FILE = "model.safetensors"
+
+
+def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
+    train, _ = _spec_splits(spec)
+    result = ATTACKS[spec.method](spec.attack).generate(train, device=device, progress=progress,
+                                                        checkpoint=ctx.checkpoint())
+    mask = poison_mask(spec, train.labels)
+    if mask is not None:
+        checks = result.meta.get("checks", {})
+        result = result.restricted(mask)
+        result.meta["checks"] = {**checks, **result.validate(train.images), "poisoned_images": int(mask.sum())}
+    seconds = ctx.elapsed()
+    digest = ctx.save_artifact(POISON_FILE, *_poison_payload(result))
+    for f in ctx.artifacts.glob("*.safetensors"):
+        if f.name != POISON_FILE:
+            f.unlink()
+    idx = _sample_indices(train)
+    metrics = {"generation_seconds": seconds, "n_train": len(train), **result.meta["checks"]}
+    for key in ("converged", "rounds", "target_success"):
+        if key in result.meta:
+            metrics[key] = result.meta[key]
+    return {"metrics": metrics, "history": result.meta.get("history", []),
+            "samples": {"labels": train.labels[idx].tolist(), "clean": _encode(train.images[idx]),
+                        "poisoned": _encode(result.apply(train.images)[idx])},
+            "artifacts": {POISON_FILE: digest}}
+
+
+def _poison_payload(poison: Poison):
+    meta = {"eps": poison.eps, **poison.meta}
+    if poison.norm != "linf":
+        meta["norm"] = poison.norm
+    return {"delta": poison.delta.float().cpu()}, meta
+
+
+def run(spec: Spec, store: RunStore | None = None, progress: bool = True, device: str = "auto",
+        force: bool = False) -> dict:
+    """The record of ``spec``: read from the store, or computed (with what it depends on) when missing."""
+    store = store or RunStore()
+    dev = resolve_device(device)
+    compute = _COMPUTE[type(spec)]
+    seed = getattr(spec, "seed", None)
+    if isinstance(spec, PoisonSpec):
+        seed = spec.attack.seed
+    return store.get_or_compute(spec.kind, spec.config(), lambda ctx: compute(spec, ctx, store, progress, dev),
+                                device=str(dev), seed=seed, force=force)
+
+
+def artifact(spec: Spec, name: str, store: RunStore | None = None, progress: bool = True,
+             device: str = "auto") -> Path:
+    """The verified cached artifact ``name`` of ``spec``'s run. When the cache lacks it (a fresh clone has the
+    records only) or it fails its hash, the run is recomputed into the cache and the committed record is
+    left exactly as it was."""
+    store = store or RunStore()
+    record = run(spec, store, progress, device)
+    path = store.verified_artifact(spec.kind, record["hash"], name)
+    if path is None:
+        dev = resolve_device(device)
+        compute = _COMPUTE[type(spec)]
+        store.get_or_compute(spec.kind, spec.config(), lambda ctx: compute(spec, ctx, store, progress, dev),
+                             device=str(dev), force=True, write=False)
+        path = store.verified_artifact(spec.kind, record["hash"], name)
+        if path is None:
+            raise RuntimeError(f"regenerating {spec.address} did not produce {name}")
+    return path
+
+
+def load_poison(spec: PoisonSpec, store: RunStore | None = None, progress: bool = True,
+                device: str = "auto") -> Poison:
+    """The poison tensor of ``spec``, verified against its hash and re-validated against its budget."""
+    train, _ = _spec_splits(spec)
+    return Poison.load(artifact(spec, POISON_FILE, store, progress, device), images=train.images)
+
+
+def poison_record(p: Profile, method: str, store: RunStore | None = None, progress: bool = True, **extra) -> dict:
+    """The record of ``method``'s poison (no tensor needed: nothing is regenerated when the record exists)."""
+    return run(poison_spec(p, method, **extra), store, progress, p.device)
+
+
 def poison(p: Profile, method: str, store: RunStore | None = None, progress: bool = True, **extra):
     """(record, Poison) of ``method`` on the profile's training subset; generated if missing."""
-    store = store or RunStore()
-    cfg = poison_config(p, method, **extra)
-    device = resolve_device(p.device)
-
-    def compute(ctx):
-        train, _ = datasets(p)
-        t0 = time.perf_counter()
-        result = ATTACKS[method](**cfg["attack"]).generate(train, device=device, progress=progress,
-                                                          checkpoint=ctx.checkpoint())
-        seconds = time.perf_counter() - t0
-        result.save(ctx.artifacts / "poison.safetensors")
-        for f in ctx.artifacts.glob("*.safetensors"):
-            if f.name != "poison.safetensors":
-                f.unlink()
-        idx = _sample_indices(train)
-        metrics = {"generation_seconds": seconds, "n_train": len(train), **result.meta["checks"]}
-        for key in ("converged", "rounds", "target_success"):
-            if key in result.meta:
-                metrics[key] = result.meta[key]
-        return {"metrics": metrics, "history": result.meta.get("history", []),
-                "samples": {"labels": train.labels[idx].tolist(), "clean": _encode(train.images[idx]),
-                            "poisoned": _encode(result.apply(train.images)[idx])}}
-
-    record = store.get_or_compute("poison", cfg, compute, device=str(device), seed=cfg["attack"]["seed"])
-    path = store.cache / "poison" / record["hash"] / "poison.safetensors"
-    if not path.exists():  # fresh clone: the record is committed, the tensor is not; regenerate it
-        store.get_or_compute("poison", cfg, compute, device=str(device), force=True)
-    return record, Poison.load(path)
+    spec = poison_spec(p, method, **extra)
+    return run(spec, store, progress, p.device), load_poison(spec, store, progress, p.device)
 
 
 def _check_arch(arch: str | None) -> str | None:
@@ -117,57 +205,70 @@ def _check_arch(arch: str | None) -> str | None:
     return arch
 
 
-def victim_config(p: Profile, method: str, seed: int, arch: str | None = None, **extra) -> dict:
-    """Config of a victim; ``arch`` (a MODELS name) replaces the profile's model for the victim only: the
-    poison is still generated with the profile's source model (as in the paper's transfer tables)."""
+def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, defense=None,
+                **extra) -> VictimSpec:
+    """Spec of a victim; ``arch`` (a MODELS name) replaces the profile's model for the victim only: the
+    poison is still generated with the profile's source model (as in the paper's transfer tables).
+    ``defense`` is a defense name or ``{"name": ..., **settings}`` (see :mod:`miue.defenses`)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"a victim seed is an integer >= 0, got {seed!r}")
     recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
                     weight_decay=p.victim_weight_decay)
-    return {"poison": poison_config(p, method, **extra), "dataset": p.dataset, "n_train": p.n_train,
-            "n_test": p.n_test, "model": _check_arch(arch) or p.model, "width": p.width,
-            "recipe": dataclasses.asdict(recipe), "seed": seed}
+    d = None
+    if defense is not None:
+        d = create_defense(defense).spec()
+        d = (d.pop("name"), freeze(d))
+    return VictimSpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, p.n_test,
+                      _check_arch(arch) or p.model, p.width, recipe, seed, d)
+
+
+def victim_config(p: Profile, method: str, seed: int, arch: str | None = None, **extra) -> dict:
+    return victim_spec(p, method, seed, arch, **extra).config()
+
+
+def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
+    train, test = _spec_splits(spec)
+    if spec.poison is not None:
+        pois = load_poison(spec.poison, store, progress, str(device))
+        train = train.with_images(pois.apply(train.images))
+    hook = None
+    if spec.defense is not None:
+        defense = create_defense(spec.defense_dict)
+        if defense.kind == "data":
+            train = train.with_images(defense.purify(train.images))
+        else:
+            hook = defense.hook
+    curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
+    c, h, _ = train.shape
+    torch.manual_seed(spec.seed)
+    model = create_model(spec.model, train.num_classes, c, h, spec.width)
+    history = fit(model, train, spec.recipe, test=curve, seed=spec.seed, device=device, progress=progress,
+                  checkpoint=ctx.checkpoint(), desc=f"victim {spec.model} {spec.method} s{spec.seed}", hook=hook)
+    test_loss, test_acc = evaluate(model, test, device)
+    train_loss, train_acc = evaluate(model, train, device)
+    digest = ctx.save_artifact(MODEL_FILE, model.state_dict())
+    ctx.checkpoint().remove()
+    return {"metrics": {"test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc,
+                        "train_loss": train_loss, "n_train": len(train), "n_test": len(test),
+                        "test_acc_per_class": per_class_accuracy(model, test, device),
+                        "train_seconds": sum(e["seconds"] for e in history)},
+            "history": history, "artifacts": {MODEL_FILE: digest}}
 
 
 def victim(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
-           force: bool = False, arch: str | None = None, **extra) -> dict:
+           force: bool = False, arch: str | None = None, defense=None, **extra) -> dict:
     """Record of a victim (the profile's model, or ``arch``) trained (``seed``) on the profile's data
-    poisoned by ``method``."""
-    store = store or RunStore()
-    cfg = victim_config(p, method, seed, arch, **extra)
-    device = resolve_device(p.device)
-
-    def compute(ctx):
-        train, test = datasets(p)
-        if method != CLEAN:
-            _, pois = poison(p, method, store, progress, **extra)
-            train = train.with_images(pois.apply(train.images))
-        curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
-        c, h, _ = train.shape
-        torch.manual_seed(seed)
-        model = create_model(cfg["model"], train.num_classes, c, h, p.width)
-        history = fit(model, train, Recipe(**cfg["recipe"]), test=curve, seed=seed, device=device,
-                      progress=progress, checkpoint=ctx.checkpoint(), desc=f"victim {cfg['model']} {method} s{seed}")
-        test_loss, test_acc = evaluate(model, test, device)
-        train_loss, train_acc = evaluate(model, train, device)
-        save_tensors(ctx.artifacts / "model.safetensors", model.state_dict())
-        ctx.checkpoint().remove()
-        return {"metrics": {"test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc,
-                            "train_loss": train_loss, "n_train": len(train), "n_test": len(test),
-                            "train_seconds": sum(e["seconds"] for e in history)},
-                "history": history}
-
-    return store.get_or_compute("victim", cfg, compute, device=str(device), seed=seed, force=force)
+    poisoned by ``method`` (and defended by ``defense``)."""
+    return run(victim_spec(p, method, seed, arch, defense, **extra), store, progress, p.device, force)
 
 
-def _victim_model(p: Profile, method: str, seed: int, store: RunStore, progress: bool, arch: str | None = None,
-                  **extra):
-    """The trained victim network; retrained (same config and seed) when only its record is at hand."""
-    record = victim(p, method, seed, store, progress, arch=arch, **extra)
-    path = store.cache / "victim" / record["hash"] / "model.safetensors"
-    if not path.exists():
-        victim(p, method, seed, store, progress, force=True, arch=arch, **extra)
-    train, _ = datasets(p)
+def victim_model(spec: VictimSpec, store: RunStore | None = None, progress: bool = True, device: str = "auto"):
+    """The trained victim network of ``spec``; retrained into the cache (same config and seed) when only its
+    record is at hand."""
+    path = artifact(spec, MODEL_FILE, store, progress, device)
+    train, _ = _spec_splits(spec)
     c, h, _ = train.shape
-    model = create_model(arch or p.model, train.num_classes, c, h, p.width)
+    model = create_model(spec.model, train.num_classes, c, h, spec.width)
     model.load_state_dict(load_tensors(path)[0])
     return model
 
@@ -175,35 +276,54 @@ def _victim_model(p: Profile, method: str, seed: int, store: RunStore, progress:
 MI_ESTIMATORS = ("histogram", "kde", "ksg", "mine")
 
 
-def mi_config(p: Profile, method: str, seed: int, arch: str | None = None, estimator: str = "histogram",
-              shared: bool = False, **extra) -> dict:
-    """Config of an MI estimate: the paper's histogram sliced MI by default (App. F); ``estimator`` picks
+def mi_spec(p: Profile, method: str, seed: int, arch: str | None = None, estimator: str = "histogram",
+            shared: bool = False, **extra) -> MISpec:
+    """Spec of an MI estimate: the paper's histogram sliced MI by default (App. F); ``estimator`` picks
     another 1-D estimator (its slice count is ``p.estimator_slices[estimator]``), ``shared`` the variant
     that projects X and Y on one shared direction instead of Eq. 17's independent ones."""
     if estimator not in MI_ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(MI_ESTIMATORS)}")
-    cfg = {"victim": victim_config(p, method, seed, arch, **extra), "estimator": estimator, "sliced": True,
-           "n_slices": p.mi_slices, "bins": p.mi_bins, "shared_directions": bool(shared),
-           "class_conditional": True, "features": "train", "seed": 0}
-    if estimator != "histogram":
-        settings = estimators.estimator_settings(estimator)
-        if estimator == "mine":
-            settings["iterations"] = p.mine_iterations
-        cfg.update(n_slices=p.estimator_slices.get(estimator, p.mi_slices), bins=None, settings=settings)
-    return cfg
+    v = victim_spec(p, method, seed, arch, **extra)
+    if estimator == "histogram":
+        return MISpec(v, estimator, p.mi_slices, p.mi_bins, bool(shared))
+    chosen = estimators.estimator_settings(estimator)
+    if estimator == "mine":
+        chosen["iterations"] = p.mine_iterations
+    return MISpec(v, estimator, p.estimator_slices.get(estimator, p.mi_slices), None, bool(shared), freeze(chosen))
+
+
+def mi_config(p: Profile, method: str, seed: int, arch: str | None = None, estimator: str = "histogram",
+              shared: bool = False, **extra) -> dict:
+    return mi_spec(p, method, seed, arch, estimator, shared, **extra).config()
+
+
+def features(spec: VictimSpec, store: RunStore | None = None, progress: bool = True, device: str = "auto"):
+    """(g(X), g(X'), labels): the victim's features of the clean and of the poisoned training subset."""
+    dev = resolve_device(device)
+    train, _ = _spec_splits(spec)
+    model = victim_model(spec, store, progress, device).to(dev)
+    poisoned = train.images
+    if spec.poison is not None:
+        poisoned = load_poison(spec.poison, store, progress, device).apply(train.images)
+    return extract_features(model, train.images, dev), extract_features(model, poisoned, dev), train.labels
 
 
 def victim_features(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
                     arch: str | None = None, **extra) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(g(X), g(X'), labels): the victim's features of the clean and of the poisoned training subset."""
-    store = store or RunStore()
-    device = resolve_device(p.device)
-    train, _ = datasets(p)
-    model = _victim_model(p, method, seed, store, progress, arch=arch, **extra).to(device)
-    poisoned = train.images
-    if method != CLEAN:
-        poisoned = poison(p, method, store, progress, **extra)[1].apply(train.images)
-    return extract_features(model, train.images, device), extract_features(model, poisoned, device), train.labels
+    return features(victim_spec(p, method, seed, arch, **extra), store, progress, p.device)
+
+
+def _compute_mi(spec: MISpec, ctx, store, progress, device) -> dict:
+    fx, fy, labels = features(spec.victim, store, progress, str(device))
+    t0 = time.perf_counter()
+    opts = dict(spec.estimator_settings or ())
+    res = estimators.class_conditional_mi(fx, fy, labels, spec.n_slices, spec.bins or 100,
+                                          shared=spec.shared_directions, seed=spec.seed, progress=progress,
+                                          estimator=spec.estimator,
+                                          mine={"iterations": opts.get("iterations", 500)})
+    res["estimate_seconds"] = time.perf_counter() - t0
+    res["feature_dim"] = fx.shape[1]
+    return {"metrics": res}
 
 
 def mutual_information(p: Profile, method: str, seed: int = 0, store: RunStore | None = None,
@@ -213,40 +333,55 @@ def mutual_information(p: Profile, method: str, seed: int = 0, store: RunStore |
 
     g is the victim's feature extractor; X the clean training subset, X' its published poisoned version.
     """
-    store = store or RunStore()
-    cfg = mi_config(p, method, seed, arch, estimator, shared, **extra)
-    device = resolve_device(p.device)
+    return run(mi_spec(p, method, seed, arch, estimator, shared, **extra), store, progress, p.device)
 
-    def compute(ctx):
-        fx, fy, labels = victim_features(p, method, seed, store, progress, arch, **extra)
-        t0 = time.perf_counter()
-        res = estimators.class_conditional_mi(fx, fy, labels, cfg["n_slices"], cfg["bins"] or 100,
-                                              shared=shared, seed=cfg["seed"], progress=progress,
-                                              estimator=estimator, mine={"iterations": p.mine_iterations})
-        res["estimate_seconds"] = time.perf_counter() - t0
-        res["feature_dim"] = fx.shape[1]
-        return {"metrics": res}
 
-    return store.get_or_compute("mi", cfg, compute, device=str(device), seed=seed)
+def covariance_spec(p: Profile, method: str, seed: int = 0, arch: str | None = None, **extra) -> CovarianceSpec:
+    return CovarianceSpec(victim_spec(p, method, seed, arch, **extra), feature_covariance.RIDGE)
+
+
+def _compute_covariance(spec: CovarianceSpec, ctx, store, progress, device) -> dict:
+    fx, fy, labels = features(spec.victim, store, progress, str(device))
+    return {"metrics": {"poisoned": feature_covariance.class_covariance(fy, labels),
+                        "clean": feature_covariance.class_covariance(fx, labels)}}
 
 
 def covariance(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
                arch: str | None = None, **extra) -> dict:
     """Record of the intra-class covariance of the victim's poisoned features (Theorem 5.1, Fig. 3)."""
-    store = store or RunStore()
-    cfg = {"victim": victim_config(p, method, seed, arch, **extra), "statistic": "class_covariance",
-           "features": "train", "ridge": feature_covariance.RIDGE}
-    device = resolve_device(p.device)
-
-    def compute(ctx):
-        fx, fy, labels = victim_features(p, method, seed, store, progress, arch, **extra)
-        return {"metrics": {"poisoned": feature_covariance.class_covariance(fy, labels),
-                            "clean": feature_covariance.class_covariance(fx, labels)}}
-
-    return store.get_or_compute("covariance", cfg, compute, device=str(device), seed=seed)
+    return run(covariance_spec(p, method, seed, arch, **extra), store, progress, p.device)
 
 
 SEPARABILITY_TARGETS = ("noise", "poisoned")
+
+
+def separability_spec(p: Profile, method: str, target: str, **extra) -> SeparabilitySpec:
+    if target not in SEPARABILITY_TARGETS:
+        raise ValueError(f"target must be one of {SEPARABILITY_TARGETS}, got {target!r}")
+    if target == "noise" and method == CLEAN:
+        raise ValueError("clean data has no noise; use target='poisoned' for the clean row")
+    recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
+                    weight_decay=p.victim_weight_decay, augment=False)
+    return SeparabilitySpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, target, recipe)
+
+
+def _compute_separability(spec: SeparabilitySpec, ctx, store, progress, device) -> dict:
+    train, _ = _spec_splits(spec)
+    images = train.images
+    if spec.poison is not None:
+        images = load_poison(spec.poison, store, progress, str(device)).apply(train.images)
+        if spec.target == "noise":
+            delta = images.float() - train.images.float()
+            bound = max(float(delta.abs().max()), 1.0)
+            images = ((delta / bound + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    data = train.with_images(images)
+    c, h, _ = data.shape
+    torch.manual_seed(0)
+    model = create_model("linear", data.num_classes, c, h)
+    history = fit(model, data, spec.recipe, seed=0, device=device, progress=progress,
+                  desc=f"linear {spec.method} {spec.target}")
+    loss, acc = evaluate(model, data, device)
+    return {"metrics": {"train_acc": acc, "train_loss": loss}, "history": history}
 
 
 def separability(p: Profile, method: str, target: str, store: RunStore | None = None, progress: bool = True,
@@ -256,34 +391,8 @@ def separability(p: Profile, method: str, target: str, store: RunStore | None = 
     (``"poisoned"``; for ``clean``, the clean set). The published noise δ = x' − x is an integer in
     [−ε·255, ε·255] per pixel; it is shown to the network rescaled to the full 8-bit range (an affine map,
     which a linear model with bias absorbs) so that one recipe fits both targets."""
-    if target not in SEPARABILITY_TARGETS:
-        raise ValueError(f"target must be one of {SEPARABILITY_TARGETS}, got {target!r}")
-    if target == "noise" and method == CLEAN:
-        raise ValueError("clean data has no noise; use target='poisoned' for the clean row")
-    store = store or RunStore()
-    recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
-                    weight_decay=p.victim_weight_decay, augment=False)
-    cfg = {"poison": poison_config(p, method, **extra), "dataset": p.dataset, "n_train": p.n_train,
-           "target": target, "model": "linear", "recipe": dataclasses.asdict(recipe), "seed": 0}
-    device = resolve_device(p.device)
+    return run(separability_spec(p, method, target, **extra), store, progress, p.device)
 
-    def compute(ctx):
-        train, _ = datasets(p)
-        images = train.images
-        if method != CLEAN:
-            pois = poison(p, method, store, progress, **extra)[1]
-            images = pois.apply(train.images)
-            if target == "noise":
-                delta = images.float() - train.images.float()
-                bound = max(float(delta.abs().max()), 1.0)
-                images = ((delta / bound + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        data = train.with_images(images)
-        c, h, _ = data.shape
-        torch.manual_seed(0)
-        model = create_model("linear", data.num_classes, c, h)
-        history = fit(model, data, recipe, seed=0, device=device, progress=progress,
-                      desc=f"linear {method} {target}")
-        loss, acc = evaluate(model, data, device)
-        return {"metrics": {"train_acc": acc, "train_loss": loss}, "history": history}
 
-    return store.get_or_compute("separability", cfg, compute, device=str(device), seed=0)
+_COMPUTE = {PoisonSpec: _compute_poison, VictimSpec: _compute_victim, MISpec: _compute_mi,
+            CovarianceSpec: _compute_covariance, SeparabilitySpec: _compute_separability}

@@ -24,9 +24,21 @@ CITATION = {"MI-UE": "Why Do Unlearnable Examples Work: A Novel Perspective of M
             "SAL/UD": "How Far Are We from True Unlearnability? (arXiv 2509.08058)"}
 _PREFIX = {"MI-UE": "miue", "SAL/UD": "salud"}
 
-# our registry names → the papers' method labels
-METHOD_LABELS = {"clean": "Clean", "random": "Random", "em": "EM", "ap": "AP", "miue": "MI-UE",
-                 "miue-code": "MI-UE"}
+# our registry names → the papers' method labels: the book's own label (miue.methods), except that the
+# authors' code variant is reported against the paper's MI-UE row
+PAPER_LABEL_EXCEPTIONS = {"miue-code": "MI-UE"}
+
+
+class _PaperLabels(dict):
+    def get(self, key, default=None):
+        from .methods import label
+        return PAPER_LABEL_EXCEPTIONS.get(key) or label(key)
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+METHOD_LABELS = _PaperLabels()
 
 
 def table(number: int, paper: str = "MI-UE") -> pd.DataFrame:

@@ -41,6 +41,9 @@ class Profile:
     sal_steps: int = 10  # ascent steps of the l2 weight perturbation (SAL/UD Sec. 3.3)
     device: str = "auto"
 
+    def __post_init__(self):
+        validate(self)
+
     def override(self, **changes) -> "Profile":
         """A copy with ``changes`` applied, each checked against the field's type."""
         hints = typing.get_type_hints(Profile)
@@ -63,6 +66,11 @@ def _coerce(key: str, value, hint):
             return None
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
+    import numbers
+    if hint is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
+    if hint is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
     bad = TypeError(f"profile field {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r} "
                     f"({type(value).__name__})")
     if hint is bool:
@@ -94,6 +102,71 @@ def _coerce(key: str, value, hint):
             raise bad
         return value
     return value
+
+
+def profile(name: str, **overrides) -> Profile:
+    """The named profile (smoke | cpu | full | gpu | paper) with ``overrides`` applied.
+
+    ``None`` is a value, not "no override": ``n_train=None`` asks for the whole training split. A field
+    that cannot be None rejects it with one message."""
+    if not isinstance(name, str) or name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name].override(**overrides)
+
+
+class ProfileError(ValueError):
+    """A profile field is out of range."""
+
+
+def validate(p: Profile) -> None:
+    """Range checks on every field, one message naming the field, its value and what is allowed."""
+    from .attacks import ATTACKS
+    from .data import DATASETS
+    from .models import MODELS
+
+    def need(ok: bool, field_name: str, allowed: str):
+        if not ok:
+            raise ProfileError(f"profile {p.name!r}: field {field_name!r} = {getattr(p, field_name)!r} is not "
+                               f"allowed; it must be {allowed}")
+
+    need(p.dataset in DATASETS, "dataset", "one of " + ", ".join(DATASETS))
+    need(p.n_train is None or p.n_train >= 10, "n_train", "None (the whole split) or at least 10 (one per class)")
+    need(p.n_test is None or p.n_test >= 10, "n_test", "None (the whole split) or at least 10 (one per class)")
+    need(p.model in MODELS, "model", "one of " + ", ".join(MODELS))
+    need(0 < p.width <= 16, "width", "in (0, 16]")
+    need(p.victim_epochs >= 1, "victim_epochs", "at least 1")
+    need(p.victim_batch_size >= 1, "victim_batch_size", "at least 1")
+    need(0 < p.victim_lr < 100, "victim_lr", "in (0, 100)")
+    need(0 <= p.victim_weight_decay < 1, "victim_weight_decay", "in [0, 1)")
+    need(len(p.seeds) >= 1 and min(p.seeds) >= 0 and len(set(p.seeds)) == len(p.seeds), "seeds",
+         "a non-empty list of distinct integers >= 0")
+    need(all(m in ATTACKS for m in p.attacks), "attacks", "keyed by attack names: " + ", ".join(ATTACKS))
+    need(all(e >= 1 for e in p.budget_epochs), "budget_epochs", "epochs >= 1")
+    need(all(n >= 10 for n in p.sizes), "sizes", "subset sizes >= 10")
+    need(p.mi_slices >= 1, "mi_slices", "at least 1")
+    need(p.mi_bins >= 2, "mi_bins", "at least 2")
+    need(all(k in ("kde", "ksg", "mine") and v >= 1 for k, v in p.estimator_slices.items()), "estimator_slices",
+         "a map from kde/ksg/mine to slice counts >= 1")
+    need(p.mine_iterations >= 1, "mine_iterations", "at least 1")
+    need(all(a in MODELS for a in p.archs), "archs", "names from " + ", ".join(MODELS))
+    need(p.sal_samples >= 1 and p.sal_every >= 1 and p.sal_steps >= 1, "sal_samples",
+         "at least 1 (as are sal_every and sal_steps)")
+    need(p.device == "auto" or p.device == "cpu" or p.device.startswith("cuda") or p.device == "mps", "device",
+         "'auto', 'cpu', 'cuda[:N]' or 'mps'")
+    for method, chosen in p.attacks.items():  # each attack's settings checked by the attack itself
+        try:
+            ATTACKS[method](**chosen)
+        except (TypeError, ValueError) as exc:
+            raise ProfileError(f"profile {p.name!r}: attacks[{method!r}]: {exc}") from None
+    for name, trial in p.trials.items():
+        trial = dict(trial)
+        method = trial.pop("method", None)
+        if method not in ATTACKS:
+            raise ProfileError(f"profile {p.name!r}: trial {name!r} needs a 'method' among {', '.join(ATTACKS)}")
+        try:
+            ATTACKS[method](**trial)
+        except (TypeError, ValueError) as exc:
+            raise ProfileError(f"profile {p.name!r}: trial {name!r}: {exc}") from None
 
 
 _CPU_ATTACKS = {
@@ -130,6 +203,12 @@ PROFILES: dict[str, Profile] = {
                    # about 35 min per victim, 5 victims per architecture)
                    archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34"),
                    sal_samples=256, sal_every=4),
+    # the whole Fashion-MNIST training set (6,000 images per class, the paper's sample-size regime) at the cpu
+    # profile's width and recipe: the scale issue's profile, run in the background over sessions
+    "full": Profile("full", n_train=None, n_test=None, width=0.125, victim_epochs=20, victim_lr=0.1,
+                    victim_weight_decay=5e-4, seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(),
+                    estimator_slices={"kde": 500, "ksg": 500, "mine": 20}, archs=("resnet18",), sal_samples=256,
+                    sal_every=4),
     "gpu": Profile("gpu", n_train=None, width=1.0, victim_epochs=40, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks={"em": {"max_rounds": 30}, "ap": {"restarts": 1},
                                              "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
@@ -143,8 +222,3 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def profile(name: str, **overrides) -> Profile:
-    """The named profile (smoke | cpu | gpu | paper) with ``overrides`` applied (``None`` values are ignored)."""
-    if not isinstance(name, str) or name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return PROFILES[name].override(**{k: v for k, v in overrides.items() if v is not None})

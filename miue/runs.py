@@ -1,25 +1,39 @@
 """The run store: every expensive step is a run with a frozen config, addressed by the config's hash.
 
 ``RunStore().get_or_compute(kind, config, compute)`` returns the committed JSON record under
-``data/runs/<kind>/<hash>.json`` (``$MIUE_RUNS`` if set) if present, and computes it otherwise. Records are written atomically
-(temporary file + ``os.replace``) with a checksum, so a half-written or edited record is detected and not
-trusted. Artifacts (poisons, checkpoints, weights) go to the git-ignored ``data/cache/<kind>/<hash>/``;
-an interrupted run resumes from its checkpoint there. A lock file per run lets independent processes
-fill one grid into the same store at once: different runs proceed in parallel, one run is computed once.
+``data/runs/<kind>/<hash>.json`` (``$MIUE_RUNS`` if set) if present, and computes it otherwise. Records are
+written atomically (temporary file + ``os.replace``) with a checksum, so a half-written or edited record is
+detected and not trusted; a record with non-finite metrics is never written. Artifacts (poisons, models)
+go to the git-ignored ``data/cache/<kind>/<hash>/`` with their SHA-256 in a manifest there and in the
+record, and are verified when loaded. An interrupted run resumes from its checkpoint; its wall time adds
+up across resumes.
+
+Locks. A run being computed holds ``<artifacts>/.lock``, created atomically with its content (host, PID,
+the process's start time, a random token) and refreshed by a heartbeat thread. A waiting process judges the
+holder: on the same host, alive iff that PID runs *and* started when the lock says (PID reuse is caught);
+on another host, alive while the heartbeat is younger than :data:`LEASE_SECONDS`. An empty or unreadable
+lock is taken over once it is older than the lease. Takeover goes through a second exclusive file, so
+exactly one process computes. A waiting process says which run it waits for and who holds it.
+
+``MIUE_NO_COMPUTE=1`` turns every computation into an error (:class:`ComputeForbidden`): the test that
+builds the book from committed records uses it, and so can a reader who wants to be sure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
+import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -28,14 +42,24 @@ from .checkpoint import Checkpoint
 from .data import DATA_ROOT
 
 SCHEMA = 1  # bump when the record layout changes; older records are then reported, not trusted
+LEASE_SECONDS = 60.0  # a lock whose heartbeat (or, unreadable, whose file) is older than this is stale
+HEARTBEAT_SECONDS = 5.0
 
 
 class RecordVersionError(RuntimeError):
     """A record was written by an incompatible version of miue."""
 
 
+class ComputeForbidden(RuntimeError):
+    """A run had to be computed while ``MIUE_NO_COMPUTE`` is set."""
+
+
+class CorruptArtifact(RuntimeError):
+    """An artifact in the cache does not match the hash recorded when it was written."""
+
+
 def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def config_hash(kind: str, config: dict) -> str:
@@ -47,8 +71,41 @@ def _checksum(record: dict) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "checksum"}).encode()).hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _non_finite(obj, where="metrics") -> str | None:
+    """The path of the first NaN/inf number in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            bad = _non_finite(v, f"{where}.{k}")
+            if bad:
+                return bad
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            bad = _non_finite(v, f"{where}[{i}]")
+            if bad:
+                return bad
+    return None
+
+
+def _scalar(obj):
+    """json.dumps ``default``: numpy and 0-d torch scalars as Python numbers."""
+    shape = getattr(obj, "shape", None)
+    if callable(getattr(obj, "item", None)) and shape is not None and tuple(shape) == ():
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def provenance(device: str | None = None) -> dict:
-    """Where and with what a run was computed: git commit, package versions, device, host."""
+    """Where and with what a run was computed: git commit, package versions, device, threads, host."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -83,26 +140,239 @@ def provenance(device: str | None = None) -> dict:
             "torch_threads": torch.get_num_threads(), "hostname": socket.gethostname(), "platform": sys.platform}
 
 
+# ---------------------------------------------------------------------------------------------- locks
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) of ``pid`` (Linux), or None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux), or None where it cannot be read."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _valid_pid(pid) -> bool:
+    # 0 and negative numbers address process groups (os.kill(0, 0) and os.kill(-1, 0) succeed): never a holder
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2 ** 31
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie, killed but not yet reaped by its parent, is not)."""
+    if not _valid_pid(pid):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except (OverflowError, OSError):
+        return False
+    stat = _proc_stat(pid)
+    return stat is None or stat[0] not in ("Z", "X", "x")
+
+
+@dataclass
+class Lock:
+    """An exclusive claim on one run, shared by every host that sees the store's file system."""
+
+    path: Path
+    lease: float = LEASE_SECONDS
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    _stop: threading.Event | None = None
+
+    def identity(self) -> dict:
+        pid = os.getpid()
+        return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid), "token": self.token,
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    @staticmethod
+    def read(path: Path) -> dict | None:
+        """The holder's identity, or None when the lock is empty or unreadable."""
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(info, dict) or not {"host", "pid", "token"} <= set(info):
+            return None
+        return info
+
+    def holder_alive(self, info: dict | None, path: Path | None = None) -> bool:
+        """Whether the lock at ``path`` (default ``self.path``; holder ``info``) belongs to a live process."""
+        path = self.path if path is None else path
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if info is None:  # empty or foreign content: a holder that died between create and write
+            return age < self.lease
+        if info["host"] == socket.gethostname():
+            pid = info["pid"]
+            if not _valid_pid(pid) or not _alive(pid):
+                return False
+            start, claimed = _process_start(pid), info.get("start")
+            if start is not None and claimed is not None:
+                return str(claimed) == start  # a different start time: the PID was reused by another process
+            return age < self.lease  # no start time to compare: trust the heartbeat for one lease
+        return age < self.lease  # another host: trust its heartbeat for one lease
+
+    def _create(self, path: Path | None = None) -> bool:
+        """Create the lock (or ``path``) with its content in one step (link of a complete temp file): True if ours."""
+        path = self.path if path is None else path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{self.token}")
+        tmp.write_text(json.dumps(self.identity()))
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _claim_guard(self, guard: Path) -> bool:
+        """Create the exclusive takeover file; a guard left by a taker that died is moved aside (retry later)."""
+        if self._create(guard):
+            return True
+        ginfo = self.read(guard)
+        if self.holder_alive(ginfo, guard):
+            return False
+        aside = guard.with_name(f".{guard.name}.{self.token}.stale")
+        try:
+            os.rename(guard, aside)
+        except FileNotFoundError:
+            return False
+        moved = self.read(aside)
+        if (moved or {}).get("token") != (ginfo or {}).get("token"):  # a fresh guard got in between: restore it
+            try:
+                os.link(aside, guard)
+            except FileExistsError:
+                pass
+        aside.unlink(missing_ok=True)
+        return False
+
+    def acquire(self) -> bool:
+        """Take the lock if free or stale; False while a live process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._create():
+            self._start_heartbeat()
+            return True
+        info = self.read(self.path)
+        if self.holder_alive(info):
+            return False
+        # stale: take it over through an exclusive takeover file, so that exactly one process does
+        guard = self.path.with_name(self.path.name + ".takeover")
+        if not self._claim_guard(guard):
+            return False
+        try:
+            again = self.read(self.path)
+            same = (again is None and info is None) or (again is not None and info is not None
+                                                        and again.get("token") == info.get("token"))
+            if same and not self.holder_alive(again):
+                self.path.unlink(missing_ok=True)
+            if self._create():
+                self._start_heartbeat()
+                return True
+            return False
+        finally:
+            g = self.read(guard)
+            if g is not None and g.get("token") == self.token:
+                guard.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
+        self._stop = threading.Event()
+
+        def beat(stop=self._stop):
+            while not stop.wait(min(HEARTBEAT_SECONDS, self.lease / 4)):
+                try:
+                    info = self.read(self.path)
+                    if info is None or info.get("token") != self.token:
+                        return
+                    os.utime(self.path)
+                except OSError:
+                    return
+
+        threading.Thread(target=beat, daemon=True, name=f"lock-heartbeat {self.path.parent.name}").start()
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        info = self.read(self.path)
+        if info is not None and info.get("token") == self.token:
+            self.path.unlink(missing_ok=True)
+
+    def describe_holder(self) -> str:
+        info = self.read(self.path)
+        if info is None:
+            return "an unreadable lock (taken over once it is older than the lease)"
+        return f"process {info['pid']} on {info['host']} since {info.get('since', '?')}"
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+def no_compute() -> bool:
+    """Whether ``MIUE_NO_COMPUTE`` forbids computing (set to anything but '', '0', 'false', 'no', 'off')."""
+    return os.environ.get("MIUE_NO_COMPUTE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 @dataclass
 class RunContext:
-    """What a compute function gets: its artifact folder and a checkpoint file in it."""
+    """What a compute function gets: its artifact folder, checkpoints, artifact writers and elapsed time."""
 
     kind: str
     hash: str
     config: dict
     artifacts: Path
+    prior_seconds: float = 0.0  # wall time of earlier, interrupted attempts at this run
+    started: float = field(default_factory=time.perf_counter)
 
     def checkpoint(self, name: str = "checkpoint") -> Checkpoint:
         return Checkpoint(self.artifacts / f"{name}.safetensors")
+
+    def elapsed(self) -> float:
+        """Seconds spent on this run so far, across resumes."""
+        return self.prior_seconds + time.perf_counter() - self.started
+
+    def save_artifact(self, name: str, tensors: dict, meta: dict | None = None) -> str:
+        """Write a safetensors artifact and record its SHA-256 in the cache manifest; returns the hash."""
+        from .checkpoint import save_tensors
+        path = self.artifacts / name
+        save_tensors(path, tensors, meta)
+        digest = file_sha256(path)
+        manifest = _read_manifest(self.artifacts)
+        manifest[name] = digest
+        _write_json_atomic(self.artifacts / "manifest.json", manifest)
+        return digest
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+        return m if isinstance(m, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # unique per thread too
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 class RunStore:
     """Records in ``root`` (committed), artifacts in ``cache`` (git-ignored)."""
 
-    def __init__(self, root: str | Path | None = None, cache: str | Path | None = None, poll_seconds: float = 2.0):
+    def __init__(self, root: str | Path | None = None, cache: str | Path | None = None, poll_seconds: float = 2.0,
+                 lease: float = LEASE_SECONDS):
         self.root = Path(root or os.environ.get("MIUE_RUNS") or DATA_ROOT / "runs")
         self.cache = Path(cache or os.environ.get("MIUE_CACHE") or DATA_ROOT / "cache")
         self.poll_seconds = poll_seconds
+        self.lease = lease
 
     def record_path(self, kind: str, h: str) -> Path:
         return self.root / kind / f"{h}.json"
@@ -114,27 +384,55 @@ class RunStore:
 
     def get(self, kind: str, config: dict) -> dict | None:
         """The stored record of this run, or None when absent or not trustworthy (corrupt)."""
+        config = json.loads(canonical(config))
         h = config_hash(kind, config)
         path = self.record_path(kind, h)
-        if not path.exists():
-            return None
+        ino = None
         try:
-            record = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            return self._distrust(path, "is not valid JSON (half-written?)")
-        if not isinstance(record, dict) or record.get("checksum") != _checksum(record):
-            return self._distrust(path, "fails its checksum (edited or truncated)")
+            with open(path, "rb") as f:
+                ino = os.fstat(f.fileno()).st_ino
+                text = f.read().decode()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError):
+            return self._distrust(path, "cannot be read", ino)
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return self._distrust(path, "is not valid JSON (half-written?)", ino)
+        try:
+            intact = isinstance(record, dict) and record.get("checksum") == _checksum(record)
+        except (ValueError, TypeError):  # NaN or other non-canonical content: not written by this store
+            intact = False
+        if not intact:
+            return self._distrust(path, "fails its checksum (edited or truncated)", ino)
         if record.get("schema") != SCHEMA:
             raise RecordVersionError(
                 f"{path} was written by record schema {record.get('schema')}, this miue reads schema {SCHEMA}: "
                 f"delete it (or call get_or_compute(..., force=True)) to recompute it with this version")
-        if record.get("config") != json.loads(canonical(config)):
-            return self._distrust(path, "holds another config than its address says")
+        if record.get("config") != config:
+            return self._distrust(path, "holds another config than its address says", ino)
         return record
 
-    def _distrust(self, path: Path, why: str) -> None:
+    def _distrust(self, path: Path, why: str, ino: int | None = None) -> None:
+        """Set the untrusted record aside as ``.corrupt`` -- only the very file that was judged (``ino``): when
+        another process set it aside and wrote a good record in the meantime, that record stays."""
         bad = path.with_suffix(".corrupt")
-        os.replace(path, bad)
+        aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.distrusted")
+        try:
+            if ino is not None and os.stat(path).st_ino != ino:  # already replaced by a newer record
+                return None
+            os.rename(path, aside)
+        except FileNotFoundError:  # another process set it aside first
+            return None
+        if ino is not None and os.stat(aside).st_ino != ino:  # not the file we read: a newer record, put it back
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            aside.unlink(missing_ok=True)
+            return None
+        os.replace(aside, bad)
         warnings.warn(f"run record {path} {why}; moved to {bad.name} and it will be recomputed", stacklevel=3)
         return None
 
@@ -144,18 +442,76 @@ class RunStore:
         for p in sorted((self.root / kind).glob("*.json")):
             try:
                 r = json.loads(p.read_text())
-            except (json.JSONDecodeError, OSError):
+            except (json.JSONDecodeError, OSError, UnicodeDecodeError):
                 continue
-            if isinstance(r, dict) and r.get("checksum") == _checksum(r) and r.get("schema") == SCHEMA:
+            try:
+                ok = isinstance(r, dict) and r.get("checksum") == _checksum(r) and r.get("schema") == SCHEMA
+            except (ValueError, TypeError):
+                ok = False
+            if ok:
                 out.append(r)
         return out
 
+    # -- artifacts ------------------------------------------------------------------------------------
+
+    def artifact_path(self, kind: str, h: str, name: str) -> Path:
+        return self.cache / kind / h / name
+
+    def verified_artifact(self, kind: str, h: str, name: str) -> Path | None:
+        """The artifact's path when it exists and matches its manifest hash; None when absent.
+
+        A file that does not match is set aside (``.corrupt``) with a warning and None is returned, so the
+        caller regenerates it."""
+        path = self.artifact_path(kind, h, name)
+        if not path.is_file():
+            return None
+        manifest = path.parent / "manifest.json"
+        try:
+            if not manifest.exists():  # a cache written before manifests (or a lost manifest)
+                expected = self._recorded_artifact_hash(kind, h, name)
+                if expected is None:  # nothing to check it against: adopt it once
+                    _write_json_atomic(manifest, {name: file_sha256(path)})
+            expected = _read_manifest(path.parent).get(name) if manifest.exists() else expected
+            actual = file_sha256(path)
+        except FileNotFoundError:  # set aside by another process meanwhile
+            return None
+        if expected is None or actual != expected:
+            why = "has no recorded hash" if expected is None else "does not match its recorded SHA-256"
+            try:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            except FileNotFoundError:
+                pass
+            warnings.warn(f"artifact {path} {why} (tampered with or damaged); set aside, it will be regenerated",
+                          stacklevel=2)
+            return None
+        return path
+
+    def _recorded_artifact_hash(self, kind: str, h: str, name: str) -> str | None:
+        """The artifact's SHA-256 as the committed record states it (None when unknown)."""
+        try:
+            record = json.loads(self.record_path(kind, h).read_text())
+            if isinstance(record, dict) and record.get("checksum") == _checksum(record):
+                digest = (record.get("artifacts") or {}).get(name)
+                return digest if isinstance(digest, str) else None
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        return None
+
+    # -- compute --------------------------------------------------------------------------------------
+
+    def _elapsed_file(self, kind: str, h: str) -> Path:
+        return self.cache / kind / h / "elapsed.json"
+
     def get_or_compute(self, kind: str, config: dict, compute: Callable[[RunContext], dict], *,
-                       force: bool = False, device: str | None = None, seed: int | None = None) -> dict:
+                       force: bool = False, device: str | None = None, seed: int | None = None,
+                       write: bool = True) -> dict:
         """Return the record of run (kind, config), computing it with ``compute(ctx)`` if it is missing.
 
-        ``compute`` returns a dict with ``metrics`` and optionally ``history`` and ``samples``; everything
-        must be JSON-serializable. While one process computes a run, others asking for it wait for it.
+        ``compute`` returns a dict with ``metrics`` and optionally ``history``, ``samples`` and ``artifacts``
+        (name → SHA-256); everything must be JSON-serializable and finite. While one process computes a
+        run, others asking for it wait for it. ``write=False`` computes (artifacts only) and returns the
+        would-be record without writing it: how a missing artifact is regenerated without touching the
+        committed record.
         """
         config = json.loads(canonical(config))  # normalize (tuples → lists) and reject non-JSON values
         h = config_hash(kind, config)
@@ -163,64 +519,94 @@ class RunStore:
             found = self.get(kind, config)
             if found is not None:
                 return found
+        if no_compute():
+            raise ComputeForbidden(f"run {kind}/{h} is not in the store {self.root} and MIUE_NO_COMPUTE is set")
         ctx = RunContext(kind, h, config, self.artifacts(kind, h))
-        lock = ctx.artifacts / ".lock"
-        while not self._acquire(lock):
+        lock = Lock(ctx.artifacts / ".lock", lease=self.lease)
+        announced = False
+        while not lock.acquire():
+            if not announced:
+                print(f"miue: waiting for run {kind}/{h}, held by {lock.describe_holder()}", file=sys.stderr,
+                      flush=True)
+                announced = True
             time.sleep(self.poll_seconds)
             found = None if force else self.get(kind, config)
             if found is not None:
                 return found
+        elapsed_path = self._elapsed_file(kind, h)
         try:
             found = None if force else self.get(kind, config)
             if found is not None:
                 return found
+            try:
+                prior = float(json.loads(elapsed_path.read_text())["seconds"])
+                ctx.prior_seconds = prior if math.isfinite(prior) and prior >= 0 else 0.0
+            except (OSError, ValueError, KeyError, TypeError):
+                ctx.prior_seconds = 0.0
+            ctx.started = time.perf_counter()
+            stop = threading.Event()
+
+            def track():  # wall time survives a SIGKILL to within one beat
+                while not stop.wait(HEARTBEAT_SECONDS):
+                    try:
+                        _write_json_atomic(elapsed_path, {"seconds": ctx.elapsed()})
+                    except OSError:
+                        pass
+
+            tracker = threading.Thread(target=track, daemon=True)
+            tracker.start()
             started = datetime.now(timezone.utc)
-            t0 = time.perf_counter()
-            result = compute(ctx)
-            wall = time.perf_counter() - t0
-            unknown = set(result) - {"metrics", "history", "samples"}
+            try:
+                result = compute(ctx)
+            except BaseException:
+                stop.set()
+                tracker.join(10)  # no late beat may overwrite the final value
+                try:
+                    _write_json_atomic(elapsed_path, {"seconds": ctx.elapsed()})
+                except OSError:
+                    pass
+                raise
+            stop.set()
+            tracker.join(10)
+            wall = ctx.elapsed()
+            if not isinstance(result, dict):
+                raise TypeError(f"run {kind}/{h}: compute must return a dict with 'metrics', got "
+                                f"{type(result).__name__}; no record was written")
+            unknown = set(result) - {"metrics", "history", "samples", "artifacts"}
             if unknown:
                 raise ValueError(f"compute returned unexpected keys {sorted(unknown)}")
+            try:  # numpy / torch scalars → plain numbers; anything else not JSON-able is refused here
+                result = json.loads(json.dumps({k: result[k] for k in ("metrics", "history", "samples", "artifacts")
+                                                if k in result}, default=_scalar))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"run {kind}/{h}: compute returned a value that is not JSON-serializable ({exc}); "
+                                 "no record was written") from None
+            for part in ("metrics", "history", "samples"):
+                bad = _non_finite(result.get(part), part)
+                if bad:
+                    raise ValueError(f"run {kind}/{h} produced a non-finite value at {bad}; no record was written "
+                                     f"(a diverged run: lower the learning rate or check the inputs)")
             record = {"schema": SCHEMA, "kind": kind, "hash": h, "config": config,
                       "metrics": result.get("metrics", {}), "history": result.get("history", []),
                       "samples": result.get("samples", {}),
                       "provenance": {**provenance(device), "seed": seed if seed is not None else config.get("seed"),
                                      "started": started.isoformat(timespec="seconds"),
-                                     "wall_time_s": round(wall, 3)}}
-            record = json.loads(canonical(record))
+                                     "wall_time_s": round(wall, 3), "resumed_after_s": round(ctx.prior_seconds, 3)}}
+            if result.get("artifacts"):
+                record["artifacts"] = result["artifacts"]
+            try:
+                record = json.loads(canonical(record))
+            except ValueError as exc:
+                raise ValueError(f"run {kind}/{h}: its history or samples hold a non-finite value ({exc}); "
+                                 "no record was written") from None
             record["checksum"] = _checksum(record)
-            path = self.record_path(kind, h)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-            os.replace(tmp, path)
+            if write:
+                path = self.record_path(kind, h)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+                os.replace(tmp, path)
+            elapsed_path.unlink(missing_ok=True)
             return record
         finally:
-            lock.unlink(missing_ok=True)
-
-    @staticmethod
-    def _acquire(lock: Path) -> bool:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or 0)
-            except (OSError, ValueError):
-                return False
-            if pid and not _alive(pid):  # the holder died: take the run over (it resumes from its checkpoint)
-                lock.unlink(missing_ok=True)
-                return RunStore._acquire(lock)
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+            lock.release()

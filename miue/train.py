@@ -15,24 +15,31 @@ import torch
 import torch.nn.functional as F
 from tqdm.std import tqdm
 
+from . import settings
 from .augment import augment
 from .checkpoint import Checkpoint
 from .data import ImageDataset
+from .settings import setting
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Hyperparameters of one training run; defaults are the paper's ST evaluation (App. E.4)."""
 
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.5
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    min_lr: float = 1e-6
-    schedule: str = "cosine"  # cosine | constant
+    epochs: int = setting(200, low=1)
+    batch_size: int = setting(128, low=1)
+    lr: float = setting(0.5, low=0, low_open=True)
+    momentum: float = setting(0.9, low=0, high=1, high_open=True)
+    weight_decay: float = setting(1e-4, low=0)
+    min_lr: float = setting(1e-6, low=0)
+    schedule: str = setting("cosine", choices=("cosine", "constant"))
     augment: bool = True
-    grad_clip: float = 0.0  # 0 disables clipping
+    grad_clip: float = setting(0.0, low=0, doc="0 disables clipping")
+
+    owner_name = "Recipe"
+
+    def __post_init__(self):
+        settings.check(self)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of ``epoch`` (0-based): cosine annealing adjusted once per epoch."""
@@ -68,8 +75,12 @@ def sgd(model: torch.nn.Module, recipe: Recipe) -> torch.optim.SGD:
 
 
 def train_steps(model, optimizer, inputs: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, recipe: Recipe,
-                aug_spec, generator: torch.Generator, device: torch.device) -> tuple[float, float]:
-    """One SGD step per batch of ``order`` (indices into ``inputs``); returns (mean loss, accuracy)."""
+                aug_spec, generator: torch.Generator, device: torch.device, hook=None) -> tuple[float, float]:
+    """One SGD step per batch of ``order`` (indices into ``inputs``); returns (mean loss, accuracy).
+
+    ``hook(model, x, y, generator) -> (x, targets)``, a training-side defense, runs on each augmented
+    batch; ``targets`` are class indices or soft targets (N×C rows summing to one). Accuracy is always
+    against the batch's labels."""
     model.train()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -78,9 +89,13 @@ def train_steps(model, optimizer, inputs: torch.Tensor, labels: torch.Tensor, or
         x, y = as_float(inputs[idx], device), labels[idx].to(device)
         if recipe.augment and aug_spec is not None:
             x = augment(x, aug_spec, generator)
+        target = y
+        if hook is not None:
+            x, target = hook(model, x, y, generator)
+            model.train()
         with autocast(device):
             out = model(x)
-            loss = F.cross_entropy(out, y)
+            loss = F.cross_entropy(out.float() if target.is_floating_point() else out, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if recipe.grad_clip:
@@ -107,6 +122,20 @@ def evaluate(model, ds: ImageDataset | tuple, device: torch.device, batch_size: 
 
 
 @torch.no_grad()
+def per_class_accuracy(model, ds: ImageDataset, device: torch.device, batch_size: int = 1000) -> list[float]:
+    """Test accuracy of each class (index = class), no augmentation."""
+    model.eval()
+    correct = torch.zeros(ds.num_classes, dtype=torch.long)
+    for start in range(0, len(ds), batch_size):
+        x, y = as_float(ds.images[start:start + batch_size], device), ds.labels[start:start + batch_size]
+        with autocast(device):
+            pred = model(x).float().argmax(1).cpu()
+        correct += torch.bincount(y[pred == y], minlength=ds.num_classes)
+    counts = torch.bincount(ds.labels, minlength=ds.num_classes).clamp_min(1)
+    return (correct.float() / counts).tolist()
+
+
+@torch.no_grad()
 def extract_features(model, inputs: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
     """g(x) for every image (float32, on CPU): the penultimate features the paper's MI is measured on."""
     model.eval()
@@ -119,13 +148,14 @@ def extract_features(model, inputs: torch.Tensor, device: torch.device, batch_si
 
 def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None = None, seed: int = 0,
         device="cpu", progress: bool = True, checkpoint: Checkpoint | None = None, desc: str = "train",
-        on_epoch=None) -> list[dict]:
+        on_epoch=None, hook=None) -> list[dict]:
     """Train ``model`` on ``train`` with ``recipe``; returns the per-epoch history.
 
     Each history entry has epoch, lr, train_loss, train_acc (on the augmented training batches), and
     test_loss/test_acc when ``test`` is given. With a ``checkpoint`` the run resumes after interruption.
     ``on_epoch(epoch, model)``, when given, runs after each epoch (model in eval mode); the dict it returns
-    is merged into that epoch's history entry (SAL tracking uses this).
+    is merged into that epoch's history entry (SAL tracking uses this). ``hook`` is a training-side
+    defense applied to every batch (see :func:`train_steps`).
     """
     device = resolve_device(device)
     model = prepare(model, device)
@@ -146,7 +176,7 @@ def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None
             g["lr"] = recipe.lr_at(epoch)
         order = torch.randperm(len(train), generator=gen)
         loss, acc = train_steps(model, optimizer, train.images, train.labels, order, recipe, train.augmentation,
-                                gen, device)
+                                gen, device, hook)
         entry = {"epoch": epoch + 1, "lr": recipe.lr_at(epoch), "train_loss": loss, "train_acc": acc}
         if test is not None:
             entry["test_loss"], entry["test_acc"] = evaluate(model, test, device)

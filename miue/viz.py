@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-LABELS = {"clean": "Clean", "random": "Random", "em": "EM", "ap": "AP", "miue": "MI-UE", "miue-code": "MI-UE (code)"}
+from .methods import LABELS, color, label  # noqa: F401  (one label and one colour per method, book-wide)
 
 
 def set_style() -> None:
@@ -18,8 +18,8 @@ def set_style() -> None:
 
 
 def palette(methods) -> dict:
-    colors = sns.color_palette("colorblind", len(methods))
-    return {LABELS.get(m, m): c for m, c in zip(methods, colors)}
+    """label → the method's own colour (the same in every chapter)."""
+    return {label(m): color(m) for m in methods}
 
 
 def image_grid(rows: dict[str, torch.Tensor], titles: list[str] | None = None, noise_scale: float = 1.0):
@@ -50,11 +50,12 @@ def image_grid(rows: dict[str, torch.Tensor], titles: list[str] | None = None, n
 
 def learning_curves(histories: dict[str, list[list[dict]]], key: str = "test_acc"):
     """Mean ± range of ``key`` per epoch for each method (Fig. 6); histories: method → list over seeds."""
-    rows = [{"method": LABELS.get(m, m), "epoch": e["epoch"], key: 100 * e[key], "seed": s}
+    rows = [{"method": label(m), "epoch": e["epoch"], key: 100 * e[key], "seed": s}
             for m, hs in histories.items() for s, h in enumerate(hs) for e in h]
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6.2, 3.6))
-    sns.lineplot(df, x="epoch", y=key, hue="method", errorbar=("pi", 100), ax=ax, marker="o", markersize=3)
+    sns.lineplot(df, x="epoch", y=key, hue="method", errorbar=("pi", 100), ax=ax, marker="o", markersize=3,
+                 palette=palette(list(histories)))
     ax.set_ylabel({"test_acc": "test accuracy (%)", "train_acc": "training accuracy (%)"}.get(key, key))
     ax.set_ylim(0, 100)
     return fig

@@ -37,7 +37,7 @@ def execute(nb: Path, out_dir: Path, profile: str, log_output: bool = True) -> P
     except papermill.PapermillExecutionError as exc:
         sys.exit(f"chapter {nb.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                  f"(the partly executed notebook is {out})")
-    book = nbformat.read(out, as_version=4)
+    book = normalize(nbformat.read(out, as_version=4))
     for cell in book.cells:  # papermill cannot tag the injected cell; hide it as the other setup cells
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -46,6 +46,22 @@ def execute(nb: Path, out_dir: Path, profile: str, log_output: bool = True) -> P
             tags.append("hide-input")
     nbformat.write(book, out)
     return out
+
+
+def normalize(nb):
+    """Drop what changes from one execution to the next (timestamps, durations, paths) and the stderr
+    streams (progress bars and warnings stay in papermill's log, never on the page), so that executing the
+    book from the same records leaves the executed notebooks byte-identical and ``git status`` clean."""
+    pm = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = {k: pm[k] for k in ("parameters", "default_parameters") if k in pm}
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill draws a random id
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    return nb
 
 
 def build() -> None:

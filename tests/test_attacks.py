@@ -15,7 +15,7 @@ def test_registry_and_bad_settings():
         create_attack("xx")
     with pytest.raises(ValueError, match="no setting.*'tau_x'"):
         create_attack("miue", tau_x=1)
-    with pytest.raises(ValueError, match="ε must be in"):
+    with pytest.raises(ValueError, match="'eps' = 2.0 is out of range"):
         create_attack("em", eps=2.0)
     paper, code = create_attack("miue").config, create_attack("miue-code").config
     assert (paper.lr, paper.zeta, paper.step_size, paper.epochs, paper.batch_size) == (0.5, 0.1, 0.2 / 255, 100, 512)

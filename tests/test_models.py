@@ -16,8 +16,12 @@ def test_every_model_is_h_after_g_on_small_images(name, shape):
     m.eval()
     z = m.features(x)
     assert z.ndim == 2 and z.shape == (2, m.feature_dim)
-    assert torch.allclose(m.head(z), m(x), atol=1e-5)
-    assert m(x).shape == (2, 10)
+    logits = m(x)
+    assert logits.shape == (2, 10)
+    with torch.no_grad():  # g is the penultimate layer: the head's weights change logits, never features
+        m.head.weight.add_(1.0)
+    assert torch.allclose(m.features(x), z)
+    assert z.abs().sum() == 0 or not torch.allclose(m(x), logits)
 
 
 def test_width_scales_parameters():

@@ -4,7 +4,6 @@ a temporary run store, and shows its tables and figures without error."""
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -35,16 +34,13 @@ def test_notebook_runs_at_smoke_profile(nb_path, book_store, monkeypatch):
     monkeypatch.setenv("MIUE_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MIUE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / nb_path.name
-    t0 = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--profile", "smoke", "--out",
                     str(tmp_path), "--no-build", "--only", nb_path.name], check=True, cwd=ROOT)
-    seconds = time.perf_counter() - t0
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     html = json.dumps(outputs)
     assert "<table" in html
-    assert seconds < 240, f"smoke execution of {nb_path.name} took {seconds:.0f} s"
     if nb_path.stem == "01_at_a_glance":
         assert html.count("image/png") >= 3  # Figure 4, Figure 6, the budget figure
         assert (tmp_path / "runs" / "victim").is_dir() and (tmp_path / "runs" / "mi").is_dir()
@@ -64,3 +60,25 @@ def test_wrong_parameter_type_gives_one_clear_message(tmp_path):
         papermill.execute_notebook(str(ROOT / "notebooks" / "01_at_a_glance.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters={"profile": 3}, cwd=str(ROOT), progress_bar=False,
                                    kernel_name="python3")
+
+
+@pytest.mark.notebook
+def test_the_book_builds_from_the_committed_records_computing_nothing(tmp_path):
+    """A fresh clone: records committed, cache empty, every run-store computation forbidden. Every chapter
+    executes at the cpu profile, the committed records are untouched, and the executed notebooks equal the
+    committed ones in book/ (so `make book` leaves `git status` clean)."""
+    import filecmp
+    import os
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(ROOT / "data" / "runs", runs)
+    env = {**os.environ, "MIUE_NO_COMPUTE": "1", "MIUE_RUNS": str(runs), "MIUE_CACHE": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--profile", "cpu", "--out",
+                    str(tmp_path / "book"), "--no-build"], check=True, cwd=ROOT, env=env)
+    cmp = filecmp.dircmp(ROOT / "data" / "runs", runs)
+    assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
+    assert not list((tmp_path / "cache").glob("*/*/*.safetensors"))  # nothing generated, nothing trained
+    for nb_path in NOTEBOOKS:
+        built = (tmp_path / "book" / nb_path.name).read_text()
+        committed = (ROOT / "book" / nb_path.name).read_text()
+        assert built == committed, f"book/{nb_path.name} differs from a fresh build: re-run `make book`"

@@ -4,11 +4,12 @@ from miue.profiles import PROFILES, profile
 
 
 def test_profiles_exist_and_override():
-    assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper"}
+    assert set(PROFILES) == {"smoke", "cpu", "full", "gpu", "paper"}
     p = profile("cpu", dataset="cifar10", seeds=[0], width=1)
     assert p.dataset == "cifar10" and p.seeds == (0,) and p.width == 1.0 and p.name == "cpu"
     assert profile("paper").victim_lr == 0.5 and profile("paper").victim_epochs == 200
-    assert profile("cpu", dataset=None).dataset == "fashion-mnist"
+    assert profile("cpu", n_train=None).n_train is None  # None is a value: the whole split
+    assert profile("full").n_train is None and profile("full").width == profile("cpu").width
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -10,67 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.std import tqdm
 
 from ..checkpoint import Checkpoint
-from ..train import Recipe, evaluate, fit, prepare, resolve_device
-from .base import Attack, AttackConfig, project, register, source_model
+from ..settings import setting
+from ..train import Recipe, evaluate, fit, prepare
+from .base import Attack, AttackConfig, AttackState, project, register, source_model
 from .em import pgd_sweep
 
 
 @dataclass(frozen=True)
 class APConfig(AttackConfig):
-    source_epochs: int = 40
-    source_lr: float = 0.1
-    source_weight_decay: float = 5e-4
-    source_batch_size: int = 128
-    restarts: int = 8
-    iterations: int = 250
-    step_ratio: float = 0.05  # step = 0.05·ε (τ0 in the official code)
-    batch_size: int = 512
+    source_epochs: int = setting(40, low=1)
+    source_lr: float = setting(0.1, low=0, low_open=True)
+    source_weight_decay: float = setting(5e-4, low=0)
+    source_batch_size: int = setting(128, low=1)
+    restarts: int = setting(8, low=1)
+    iterations: int = setting(250, low=1)
+    step_ratio: float = setting(0.05, low=0, low_open=True, high=1)  # step = 0.05·ε (τ0 in the official code)
+    batch_size: int = setting(512, low=1)
     augment: bool = True
     model: str = "resnet18"
-    width: float = 1.0
-
-
-@register
-class AdversarialPoisoning(Attack):
-    name = "ap"
-    Config = APConfig
-
-    def generate(self, data, *, device="cpu", progress=True, checkpoint=None, on_epoch=None):
-        c = self.config
-        device = resolve_device(device)
-        model = source_model(c, data)
-        recipe = Recipe(epochs=c.source_epochs, batch_size=c.source_batch_size, lr=c.source_lr,
-                        weight_decay=c.source_weight_decay)
-        src_ckpt = Checkpoint(checkpoint.path.with_name("source.safetensors")) if checkpoint else None
-        source_history = fit(model, data, recipe, seed=c.seed, device=device, progress=progress,
-                             checkpoint=src_ckpt, desc="AP source")
-        model = prepare(model, device)
-        gen = torch.Generator().manual_seed(c.seed + 1)
-        x_all, y_all = data.images.to(device), data.labels.to(device)
-        targets = (y_all + 1) % data.num_classes
-        pgd = _PGD(c.eps, c.iterations, c.step_ratio * c.eps, c.batch_size)
-        best, best_loss, start = torch.zeros(x_all.shape, device=device), torch.full((len(data),), float("inf"),
-                                                                                       device=device), 0
-        if checkpoint is not None:
-            restored = checkpoint.load(generators={"gen": gen}, device=device)
-            if restored is not None:
-                start, tensors, _ = restored
-                best, best_loss = tensors["best"], tensors["best_loss"]
-        for r in tqdm(range(start, c.restarts), desc="AP restarts", initial=start, total=c.restarts,
-                      disable=not progress, leave=False):
-            init = (torch.randn(x_all.shape, generator=gen) * c.eps).to(device)
-            init = project(init, x_all.float() / 255, c.eps)
-            delta, loss = pgd_sweep(model, x_all, y_all, init, targets, pgd, device, gen,
-                                    data.augmentation if c.augment else None)
-            better = loss < best_loss
-            best[better], best_loss[better] = delta[better], loss[better]
-            if checkpoint is not None:
-                checkpoint.save(r + 1, generators={"gen": gen}, tensors={"best": best, "best_loss": best_loss})
-        _, success = evaluate(model, ((x_all.float() / 255 + best).clamp(0, 1), targets), device)
-        return self._poison(data, best, source_history=source_history, target_success=success)
+    width: float = setting(1.0, low=0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -79,3 +39,45 @@ class _PGD:
     pgd_steps: int
     step_size: float
     batch_size: int
+
+
+@register
+class AdversarialPoisoning(Attack):
+    name = "ap"
+    label = "AP"
+    Config = APConfig
+
+    def start(self, data, device, checkpoint):
+        c = self.config
+        model = source_model(c, data)
+        recipe = Recipe(epochs=c.source_epochs, batch_size=c.source_batch_size, lr=c.source_lr,
+                        weight_decay=c.source_weight_decay)
+        src_ckpt = Checkpoint(checkpoint.path.with_name("source.safetensors")) if checkpoint else None
+        source_history = fit(model, data, recipe, seed=c.seed, device=device, progress=self.progress,
+                             checkpoint=src_ckpt, desc="AP source")
+        model = prepare(model, device)
+        x_all = data.images.to(device)
+        return AttackState(epochs=c.restarts, generators={"gen": torch.Generator().manual_seed(c.seed + 1)},
+                           tensors={"delta": torch.zeros(x_all.shape, device=device),
+                                    "best_loss": torch.full((len(data),), float("inf"), device=device)},
+                           extra={"model": model, "x": x_all, "y": data.labels.to(device),
+                                  "source_history": source_history})
+
+    def epoch(self, state, data, r, device):
+        c, gen = self.config, state.generators["gen"]
+        x_all, y_all = state.extra["x"], state.extra["y"]
+        init = (torch.randn(x_all.shape, generator=gen) * c.eps).to(device)
+        init = project(init, x_all.float() / 255, c.eps)
+        pgd_cfg = _PGD(c.eps, c.iterations, c.step_ratio * c.eps, c.batch_size)
+        delta, loss = pgd_sweep(state.extra["model"], x_all, y_all, init, (y_all + 1) % data.num_classes, pgd_cfg,
+                                device, gen, data.augmentation if c.augment else None)
+        best, best_loss = state.tensors["delta"], state.tensors["best_loss"]
+        better = loss < best_loss
+        best[better], best_loss[better] = delta[better], loss[better]
+        return {"restart": r + 1, "mean_target_loss": float(best_loss.mean())}
+
+    def finish(self, state, data, device):
+        x_all, y_all = state.extra["x"], state.extra["y"]
+        targets = (y_all + 1) % data.num_classes
+        _, success = evaluate(state.extra["model"], ((x_all.float() / 255 + state.delta).clamp(0, 1), targets), device)
+        return self._poison(data, state.delta, source_history=state.extra["source_history"], target_success=success)

@@ -1,22 +1,29 @@
-"""The interface every attack shares (torchattacks-style: one small class per method).
+"""The interface every attack shares (torchattacks-style: one small class per method, one base that owns the plumbing).
 
-An attack is configured by a frozen dataclass (its defaults are the method's own paper settings) and
-``generate(data)`` returns a validated :class:`~miue.poisons.Poison`. Adding a method means adding one
-module that defines a subclass and decorates it with :func:`register`.
+An attack is configured by a frozen dataclass whose defaults are the method's own paper settings and whose
+every setting is checked at construction (:mod:`miue.settings`). ``generate(data)`` is a template that owns
+the device, the checkpoint and resume, the progress bar and the per-epoch callback; a method supplies
+:meth:`Attack.start` (its state), :meth:`Attack.epoch` (one outer iteration) and optionally
+:meth:`Attack.finish`, and returns a validated :class:`~miue.poisons.Poison` in its norm. Adding a method
+means adding one module that defines a subclass and decorates it with :func:`register`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
+from tqdm.std import tqdm
 
+from .. import settings
 from ..checkpoint import Checkpoint
 from ..data import ImageDataset
-from ..models import Classifier, create_model
+from ..models import MODELS, Classifier, create_model
+from ..pgd import project as _project
 from ..poisons import Poison, check_epsilon
+from ..train import resolve_device
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -29,15 +36,42 @@ def register(cls):
 
 @dataclass(frozen=True)
 class AttackConfig:
-    eps: float = 8 / 255
-    seed: int = 0
+    eps: float = settings.setting(8 / 255, low=0, low_open=True, high=1, doc="budget, pixel scale (l∞)")
+    seed: int = settings.setting(0, low=0, doc="seed of every random choice of the generation")
+
+    def __post_init__(self):
+        settings.check(self)
+        if "model" in {f.name for f in dataclasses.fields(self)} and getattr(self, "model") not in MODELS:
+            raise settings.SettingError(f"{type(self).__name__} setting 'model' = {getattr(self, 'model')!r} is "
+                                        f"not an architecture; choose one of {', '.join(MODELS)}")
+
+
+@dataclass
+class AttackState:
+    """What :meth:`Attack.generate` checkpoints: model, optimizer, generators, tensors (δ …), meta, history."""
+
+    epochs: int
+    tensors: dict = field(default_factory=dict)
+    model: torch.nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    generators: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # not checkpointed: rebuilt by start()
+
+    @property
+    def delta(self) -> torch.Tensor:
+        return self.tensors["delta"]
 
 
 class Attack:
-    """Base class: ``Attack(config).generate(data, device=..., progress=..., checkpoint=...) -> Poison``."""
+    """Base class: ``Attack(config or **settings).generate(data, device=, progress=, checkpoint=, on_epoch=)``."""
 
     name: ClassVar[str]
+    label: ClassVar[str] = ""
+    norm: ClassVar[str] = "linf"
     Config: ClassVar[type] = AttackConfig
+    progress: bool = False
 
     def __init__(self, config=None, **overrides):
         config = config if config is not None else self.Config()
@@ -48,16 +82,61 @@ class Attack:
         if unknown:
             raise ValueError(f"{self.name} has no setting(s) {sorted(unknown)}; its settings are {sorted(fields)}")
         self.config = dataclasses.replace(config, **overrides)
-        check_epsilon(self.config.eps)
+        check_epsilon(self.config.eps, self.norm)
+
+    # -- what a method supplies ------------------------------------------------------------------------
+
+    def start(self, data: ImageDataset, device: torch.device, checkpoint: Checkpoint | None) -> AttackState:
+        """Build the state before the first epoch (models, optimizers, δ = 0 …)."""
+        raise NotImplementedError
+
+    def epoch(self, state: AttackState, data: ImageDataset, epoch: int, device: torch.device) -> dict:
+        """Run outer iteration ``epoch`` (0-based); return its history entry."""
+        raise NotImplementedError
+
+    def done(self, state: AttackState) -> bool:
+        """Stop before the budget of epochs (EM's error threshold)."""
+        return False
+
+    def finish(self, state: AttackState, data: ImageDataset, device: torch.device) -> Poison:
+        return self._poison(data, state.delta, history=state.history)
+
+    # -- the template ------------------------------------------------------------------------------------
 
     def generate(self, data: ImageDataset, *, device="cpu", progress: bool = True,
                  checkpoint: Checkpoint | None = None,
                  on_epoch: Callable[[int, torch.Tensor], None] | None = None) -> Poison:
-        raise NotImplementedError
+        device = resolve_device(device)
+        self.progress = progress
+        state = self.start(data, device, checkpoint)
+        begin = 0
+        if checkpoint is not None and state.epochs > 0:
+            restored = checkpoint.load(model=state.model, optimizer=state.optimizer, generators=state.generators,
+                                       device=device)
+            if restored is not None:
+                begin, tensors, meta = restored
+                state.tensors.update(tensors)
+                state.history = meta.pop("history", [])
+                meta.pop("epoch", None)
+                state.meta.update(meta)
+        bar = tqdm(range(begin, state.epochs), desc=self.label or self.name, initial=begin, total=state.epochs,
+                   disable=not progress, leave=False, mininterval=1.0)
+        for epoch in bar:
+            if self.done(state):
+                break
+            entry = self.epoch(state, data, epoch, device)
+            state.history.append(entry)
+            bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)}, refresh=False)
+            if checkpoint is not None:
+                checkpoint.save(epoch + 1, model=state.model, optimizer=state.optimizer, generators=state.generators,
+                                tensors=state.tensors, meta={"history": state.history, **state.meta})
+            if on_epoch is not None:
+                on_epoch(epoch + 1, state.delta)
+        return self.finish(state, data, device)
 
     def _poison(self, data: ImageDataset, delta: torch.Tensor, **meta) -> Poison:
         poison = Poison(delta.detach().float().cpu(), self.config.eps,
-                        {"method": self.name, "config": dataclasses.asdict(self.config), **meta})
+                        {"method": self.name, "config": dataclasses.asdict(self.config), **meta}, self.norm)
         poison.meta["checks"] = poison.validate(data.images)
         return poison
 
@@ -70,6 +149,5 @@ def source_model(cfg, data: ImageDataset) -> Classifier:
 
 
 def project(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Project δ onto the ε-ball and keep x + δ inside the image box [0, 1]."""
-    delta = delta.clamp(-eps, eps)
-    return (x + delta).clamp(0, 1) - x
+    """Project δ onto the l∞ ε-ball and keep x + δ inside the image box [0, 1] (see :func:`miue.pgd.project`)."""
+    return _project(delta, x, eps, "linf")

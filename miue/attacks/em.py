@@ -14,50 +14,48 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.std import tqdm
 
-from ..augment import augment
-from ..train import Recipe, as_float, autocast, evaluate, prepare, resolve_device, sgd, train_steps
-from .base import Attack, AttackConfig, project, register, source_model
+from ..pgd import pgd
+from ..settings import setting
+from ..train import Recipe, as_float, autocast, evaluate, prepare, sgd, train_steps
+from .base import Attack, AttackConfig, AttackState, register, source_model
 
 
 @dataclass(frozen=True)
 class EMConfig(AttackConfig):
-    pgd_steps: int = 20
-    step_size: float = 0.8 / 255
-    train_steps: int = 10
-    batch_size: int = 512
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float = 5.0
-    stop_error: float = 0.01
-    max_rounds: int = 100
+    pgd_steps: int = setting(20, low=1)
+    step_size: float = setting(0.8 / 255, low=0, low_open=True, high=1)
+    train_steps: int = setting(10, low=1)
+    batch_size: int = setting(512, low=1)
+    lr: float = setting(0.1, low=0, low_open=True)
+    momentum: float = setting(0.9, low=0, high=1, high_open=True)
+    weight_decay: float = setting(5e-4, low=0)
+    grad_clip: float = setting(5.0, low=0)
+    stop_error: float = setting(0.01, low=0, high=1)
+    max_rounds: int = setting(100, low=1)
     model: str = "resnet18"
-    width: float = 1.0
+    width: float = setting(1.0, low=0, low_open=True)
 
 
-def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, aug_spec=None,
-              restarts_loss=False):
-    """Signed-gradient descent of CE(f(x+δ), target) for every batch; returns (δ, per-sample final loss)."""
+def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, aug_spec=None):
+    """PGD descent of CE(f(aug(x+δ)), target) for every batch of the set; returns (δ, per-sample final loss)."""
     model.eval()
     model.requires_grad_(False)
     final = torch.empty(len(x_all), device=device)
+
     for s in range(0, len(x_all), cfg.batch_size):
         sl = slice(s, s + cfg.batch_size)
-        x, t, d = as_float(x_all[sl], device), targets[sl], delta[sl].clone()
-        for _ in range(cfg.pgd_steps):
-            d.requires_grad_(True)
-            inp = x + d
-            if aug_spec is not None:
-                inp = augment(inp, aug_spec, generator)
+        x, t = as_float(x_all[sl], device), targets[sl]
+
+        def loss_fn(inp, t=t):
             with autocast(device):
-                loss = F.cross_entropy(model(inp).float(), t)
-            grad, = torch.autograd.grad(loss, d)
-            d = project(d.detach() - cfg.step_size * grad.sign(), x, cfg.eps)
+                return F.cross_entropy(model(inp).float(), t)
+
+        d, _ = pgd(loss_fn, x, delta[sl].clone(), eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps,
+                   augmentation=aug_spec, generator=generator)
         with torch.no_grad(), autocast(device):
             final[sl] = F.cross_entropy(model(x + d).float(), t, reduction="none")
-        delta[sl] = d.detach()
+        delta[sl] = d
     model.requires_grad_(True)
     return delta, final
 
@@ -65,47 +63,41 @@ def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, 
 @register
 class ErrorMinimizing(Attack):
     name = "em"
+    label = "EM"
     Config = EMConfig
 
-    def generate(self, data, *, device="cpu", progress=True, checkpoint=None, on_epoch=None):
+    def start(self, data, device, checkpoint):
         c = self.config
-        device = resolve_device(device)
         model = prepare(source_model(c, data), device)
         recipe = Recipe(epochs=1, batch_size=c.batch_size, lr=c.lr, momentum=c.momentum,
                         weight_decay=c.weight_decay, schedule="constant", augment=False, grad_clip=c.grad_clip)
-        opt = sgd(model, recipe)
         gen = torch.Generator().manual_seed(c.seed)
-        x_all, y_all = data.images.to(device), data.labels.to(device)
-        delta = torch.zeros(data.images.shape, device=device)
-        start, history, order, cursor = 0, [], torch.randperm(len(data), generator=gen), 0
-        if checkpoint is not None:
-            restored = checkpoint.load(model=model, optimizer=opt, generators={"gen": gen}, device=device)
-            if restored is not None:
-                start, tensors, meta = restored
-                delta, order, history = tensors["delta"], tensors["order"].cpu(), meta["history"]
-                cursor = meta["cursor"]
-        bar = tqdm(range(start, c.max_rounds), desc="EM", initial=start, total=c.max_rounds,
-                   disable=not progress, leave=False, mininterval=1.0)
-        for rnd in bar:
-            if history and history[-1]["train_acc"] > 1 - c.stop_error:
-                break
-            # θ: train_steps batches on x + δ, continuing through a shuffled pass
-            need = c.train_steps * c.batch_size
-            if cursor + need > len(order):
-                order, cursor = torch.randperm(len(data), generator=gen), 0
-            batch_idx = order[cursor:cursor + need]
-            cursor += need
-            poisoned = (as_float(x_all, device) + delta).clamp_(0, 1)
-            train_steps(model, opt, poisoned, y_all, batch_idx, recipe, None, gen, device)
-            # δ: PGD sweep over the whole set, minimizing the error
-            delta, _ = pgd_sweep(model, x_all, y_all, delta, y_all, c, device)
-            _, acc = evaluate(model, ((as_float(x_all, device) + delta).clamp_(0, 1), y_all), device)
-            history.append({"round": rnd + 1, "train_acc": acc})
-            bar.set_postfix(train_acc=round(acc, 4))
-            if checkpoint is not None:
-                checkpoint.save(rnd + 1, model=model, optimizer=opt, generators={"gen": gen},
-                                tensors={"delta": delta, "order": order}, meta={"history": history, "cursor": cursor})
-            if on_epoch is not None:
-                on_epoch(rnd + 1, delta)
-        converged = bool(history) and history[-1]["train_acc"] > 1 - c.stop_error
-        return self._poison(data, delta, history=history, converged=converged, rounds=len(history))
+        order = torch.randperm(len(data), generator=gen)
+        return AttackState(epochs=c.max_rounds, model=model, optimizer=sgd(model, recipe), generators={"gen": gen},
+                           tensors={"delta": torch.zeros(data.images.shape, device=device), "order": order},
+                           meta={"cursor": 0},
+                           extra={"recipe": recipe, "x": data.images.to(device), "y": data.labels.to(device)})
+
+    def done(self, state):
+        return bool(state.history) and state.history[-1]["train_acc"] > 1 - self.config.stop_error
+
+    def epoch(self, state, data, rnd, device):
+        c, gen = self.config, state.generators["gen"]
+        x_all, y_all = state.extra["x"], state.extra["y"]
+        # θ: train_steps batches on x + δ, continuing through a shuffled pass
+        need = c.train_steps * c.batch_size
+        order, cursor = state.tensors["order"].cpu(), state.meta["cursor"]
+        if cursor + need > len(order):
+            order, cursor = torch.randperm(len(data), generator=gen), 0
+        batch_idx = order[cursor:cursor + need]
+        state.tensors["order"], state.meta["cursor"] = order, cursor + need
+        poisoned = (as_float(x_all, device) + state.delta).clamp_(0, 1)
+        train_steps(state.model, state.optimizer, poisoned, y_all, batch_idx, state.extra["recipe"], None, gen, device)
+        # δ: PGD sweep over the whole set, minimizing the error
+        state.tensors["delta"], _ = pgd_sweep(state.model, x_all, y_all, state.delta, y_all, c, device)
+        _, acc = evaluate(state.model, ((as_float(x_all, device) + state.delta).clamp_(0, 1), y_all), device)
+        return {"round": rnd + 1, "train_acc": acc}
+
+    def finish(self, state, data, device):
+        converged = self.done(state)
+        return self._poison(data, state.delta, history=state.history, converged=converged, rounds=len(state.history))

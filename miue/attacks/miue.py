@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.std import tqdm
 
-from ..augment import augment
-from ..train import Recipe, as_float, autocast, prepare, resolve_device, sgd, train_steps
-from .base import Attack, AttackConfig, project, register, source_model
+from ..pgd import pgd
+from ..settings import setting
+from ..train import Recipe, as_float, autocast, prepare, sgd, train_steps
+from .base import Attack, AttackConfig, AttackState, register, source_model
 
 
 def mi_loss(z: torch.Tensor, y: torch.Tensor, tau: float = 0.1, zeta: float = 0.1,
@@ -51,26 +51,28 @@ def mi_loss(z: torch.Tensor, y: torch.Tensor, tau: float = 0.1, zeta: float = 0.
 
 @dataclass(frozen=True)
 class MIUEConfig(AttackConfig):
-    epochs: int = 100
-    batch_size: int = 512
-    pgd_steps: int = 10
-    step_size: float = 0.2 / 255
-    step_size_final: float = 0.0  # > 0: ramp the step linearly to this value at the last epoch (code)
-    lr: float = 0.5
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    min_lr: float = 1e-6
-    tau: float = 0.1
-    zeta: float = 0.1
-    distance: str = "all"
+    epochs: int = setting(100, low=1, doc="generation epochs (Alg. 1 outer loop)")
+    batch_size: int = setting(512, low=2)
+    pgd_steps: int = setting(10, low=1)
+    step_size: float = setting(0.2 / 255, low=0, low_open=True, high=1)
+    step_size_final: float = setting(0.0, low=0, high=1,
+                                     doc="> 0: ramp the step linearly to this value at the last epoch (code)")
+    lr: float = setting(0.5, low=0, low_open=True)
+    momentum: float = setting(0.9, low=0, high=1, high_open=True)
+    weight_decay: float = setting(1e-4, low=0)
+    min_lr: float = setting(1e-6, low=0)
+    tau: float = setting(0.1, low=0, low_open=True, doc="temperature τ of Eq. 2")
+    zeta: float = setting(0.1, low=0, doc="balancing strength ζ of Eq. 2")
+    distance: str = setting("all", choices=("all", "same-class"))
     augment: bool = True  # App. E.3: crop + flip in generation, for θ and (differentiably) for δ
     model: str = "resnet18"
-    width: float = 1.0
+    width: float = setting(1.0, low=0, low_open=True)
 
 
 @register
 class MIUE(Attack):
     name = "miue"
+    label = "MI-UE"
     Config = MIUEConfig
 
     def step_at(self, epoch: int) -> float:
@@ -79,70 +81,55 @@ class MIUE(Attack):
             return c.step_size
         return c.step_size + (c.step_size_final - c.step_size) * epoch / (c.epochs - 1)
 
-    def generate(self, data, *, device="cpu", progress=True, checkpoint=None, on_epoch=None):
+    def start(self, data, device, checkpoint):
         c = self.config
-        device = resolve_device(device)
         model = prepare(source_model(c, data), device)
         recipe = Recipe(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, momentum=c.momentum,
                         weight_decay=c.weight_decay, min_lr=c.min_lr, augment=c.augment)
-        opt = sgd(model, recipe)
-        gen = torch.Generator().manual_seed(c.seed)
-        x_all = data.images.to(device)
-        y_all = data.labels.to(device)
-        delta = torch.zeros(data.images.shape, device=device)
-        start, history = 0, []
-        if checkpoint is not None:
-            restored = checkpoint.load(model=model, optimizer=opt, generators={"gen": gen}, device=device)
-            if restored is not None:
-                start, tensors, meta = restored
-                delta, history = tensors["delta"], meta.get("history", [])
-        bar = tqdm(range(start, c.epochs), desc="MI-UE", initial=start, total=c.epochs, disable=not progress,
-                   leave=False, mininterval=1.0)
-        for epoch in bar:
-            for g in opt.param_groups:
-                g["lr"] = recipe.lr_at(epoch)
-            # source model optimization (Alg. 1, inner loop over θ): one pass of CE on x + δ
-            poisoned = (as_float(x_all, device) + delta).clamp_(0, 1)
-            order = torch.randperm(len(data), generator=gen)
-            _, train_acc = train_steps(model, opt, poisoned, y_all, order, recipe, data.augmentation, gen, device)
-            # poison optimization (Alg. 1, PGD on L_mi)
-            model.eval()
-            model.requires_grad_(False)
-            alpha, losses = self.step_at(epoch), []
-            order = torch.randperm(len(data), generator=gen)
-            for s in range(0, len(order), c.batch_size):
-                idx = order[s:s + c.batch_size].to(device)
-                x, y, d = as_float(x_all[idx], device), y_all[idx], delta[idx].clone()
-                for _ in range(c.pgd_steps):
-                    d.requires_grad_(True)
-                    inp = x + d
-                    if c.augment:
-                        inp = augment(inp, data.augmentation, gen)
-                    with autocast(device):
-                        z = model.features(inp)
-                    loss = mi_loss(z, y, c.tau, c.zeta, c.distance)
-                    grad, = torch.autograd.grad(loss, d)
-                    d = project(d.detach() - alpha * grad.sign(), x, c.eps)
-                losses.append(loss.item())
-                delta[idx] = d.detach()
-            model.requires_grad_(True)
-            history.append({"epoch": epoch + 1, "source_train_acc": train_acc, "mi_loss": sum(losses) / len(losses),
-                            "step_size": alpha, "lr": recipe.lr_at(epoch)})
-            bar.set_postfix(src_acc=round(train_acc, 3), l_mi=round(history[-1]["mi_loss"], 3))
-            if checkpoint is not None:
-                checkpoint.save(epoch + 1, model=model, optimizer=opt, generators={"gen": gen},
-                                tensors={"delta": delta}, meta={"history": history})
-            if on_epoch is not None:
-                on_epoch(epoch + 1, delta)
-        return self._poison(data, delta, history=history)
+        return AttackState(epochs=c.epochs, model=model, optimizer=sgd(model, recipe),
+                           generators={"gen": torch.Generator().manual_seed(c.seed)},
+                           tensors={"delta": torch.zeros(data.images.shape, device=device)},
+                           extra={"recipe": recipe, "x": data.images.to(device), "y": data.labels.to(device)})
+
+    def epoch(self, state, data, epoch, device):
+        c, gen, recipe, model = self.config, state.generators["gen"], state.extra["recipe"], state.model
+        x_all, y_all, delta = state.extra["x"], state.extra["y"], state.delta
+        for g in state.optimizer.param_groups:
+            g["lr"] = recipe.lr_at(epoch)
+        # source model optimization (Alg. 1, inner loop over θ): one pass of CE on x + δ
+        poisoned = (as_float(x_all, device) + delta).clamp_(0, 1)
+        order = torch.randperm(len(data), generator=gen)
+        _, train_acc = train_steps(model, state.optimizer, poisoned, y_all, order, recipe, data.augmentation, gen,
+                                   device)
+        # poison optimization (Alg. 1, PGD on L_mi)
+        model.eval()
+        model.requires_grad_(False)
+        alpha, losses = self.step_at(epoch), []
+
+        def loss_fn(inp, y):
+            with autocast(device):
+                z = model.features(inp)
+            return mi_loss(z, y, c.tau, c.zeta, c.distance)
+
+        order = torch.randperm(len(data), generator=gen)
+        for s in range(0, len(order), c.batch_size):
+            idx = order[s:s + c.batch_size].to(device)
+            x, y = as_float(x_all[idx], device), y_all[idx]
+            d, loss = pgd(lambda inp, y=y: loss_fn(inp, y), x, delta[idx].clone(), eps=c.eps, step_size=alpha,
+                          steps=c.pgd_steps, augmentation=data.augmentation if c.augment else None, generator=gen)
+            losses.append(loss.item())
+            delta[idx] = d
+        model.requires_grad_(True)
+        return {"epoch": epoch + 1, "source_train_acc": train_acc, "mi_loss": sum(losses) / len(losses),
+                "step_size": alpha, "lr": recipe.lr_at(epoch)}
 
 
 @dataclass(frozen=True)
 class MIUECodeConfig(MIUEConfig):
-    lr: float = 0.1
-    zeta: float = 0.0
-    step_size_final: float = 0.4 / 255
-    distance: str = "same-class"
+    lr: float = setting(0.1, low=0, low_open=True)
+    zeta: float = setting(0.0, low=0)
+    step_size_final: float = setting(0.4 / 255, low=0, high=1)
+    distance: str = setting("same-class", choices=("all", "same-class"))
 
 
 @register
@@ -150,6 +137,7 @@ class MIUECode(MIUE):
     """MI-UE with the settings of the authors' public code (hala64/mi-ue), a named variant."""
 
     name = "miue-code"
+    label = "MI-UE (code)"
     Config = MIUECodeConfig
 
 

@@ -1,0 +1,155 @@
+"""Which runs each chapter reads, as a list of specs, without computing anything.
+
+``chapter_specs("01_at_a_glance", profile("cpu"))`` lists the specs chapter 01 executes with its default
+parameters. The Reproduce page's cost table, ``miue grid`` (dispatch to a cluster) and the reproducibility
+audit start from these lists; a test checks that every spec listed at the ``cpu`` profile has its committed
+record, so a list that drifts from its notebook is caught.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+from . import experiments as ex
+from .attacks import ATTACKS
+from .profiles import Profile
+from .runs import RunStore
+from .specs import Spec
+
+
+@dataclass(frozen=True)
+class StoredSpec(Spec):
+    """A run computed by its own module (validation studies, SAL runs): its kind and config, to list and look up."""
+
+    run_kind: str
+    config_json: str
+    what: str = ""
+    kind: ClassVar[str] = ""
+
+    @property
+    def hash(self) -> str:
+        from .runs import config_hash
+        return config_hash(self.run_kind, self.config())
+
+    @property
+    def address(self) -> str:
+        return f"{self.run_kind}/{self.hash}"
+
+    def config(self) -> dict:
+        return json.loads(self.config_json)
+
+    def describe(self) -> str:
+        return self.what or self.address
+
+
+def _stored(kind: str, cfg: dict, what: str) -> StoredSpec:
+    return StoredSpec(kind, json.dumps(cfg, sort_keys=True), what)
+
+
+def _with_deps(specs) -> list:
+    out, seen = [], set()
+    for s in specs:
+        for d in [s, *s.dependencies()]:
+            if d.address not in seen:
+                seen.add(d.address)
+                out.append(d)
+    return out
+
+
+def _at_a_glance(p: Profile) -> list:
+    methods = ["clean", "random", "em", "ap", "miue"]
+    specs = [f(p, m, s) for m in methods for s in p.seeds for f in (ex.victim_spec, ex.mi_spec)]
+    seed = p.seeds[0]
+    for e in sorted(set(p.budget_epochs) | {ex.attack_config(p, "miue")["epochs"]}):
+        specs.append(ex.victim_spec(p, "miue", seed, epochs=e))
+    train_n = len(ex.datasets(p)[0])
+    for n in sorted(set(p.sizes)):
+        if n != train_n:
+            pn = p.override(n_train=n)
+            specs += [ex.victim_spec(pn, "clean", seed), ex.victim_spec(pn, "miue", seed)]
+    for trial in p.trials.values():
+        trial = dict(trial)
+        specs.append(ex.victim_spec(p, trial.pop("method"), seed, **trial))
+    return specs
+
+
+def _measuring_mi(p: Profile) -> list:
+    from . import validation
+    sizes = validation.SIZES.get(p.name, validation.SIZES["cpu"])
+    return [_stored("validation", validation.study_config(n, sizes), f"validation study {n}")
+            for n in validation.STUDIES]
+
+
+def _effective_ues(p: Profile) -> list:
+    methods = ["clean", *ATTACKS]
+    specs = []
+    for m in methods:
+        for s in p.seeds:
+            specs += [ex.mi_spec(p, m, s), ex.mi_spec(p, m, s, shared=True), ex.covariance_spec(p, m, s)]
+        for e in ("kde", "ksg", "mine"):
+            specs.append(ex.mi_spec(p, m, p.seeds[0], estimator=e))
+        for target in ex.SEPARABILITY_TARGETS:
+            if not (m == ex.CLEAN and target == "noise"):
+                specs.append(ex.separability_spec(p, m, target))
+    return specs
+
+
+def _deeper(p: Profile) -> list:
+    methods = ["clean", "random", "em", "ap", "miue"]
+    archs = list(p.archs) or [p.model]
+    return [ex.mi_spec(p, m, p.seeds[0], arch=a) for a in archs for m in methods]
+
+
+def _sal(p: Profile) -> list:
+    from . import sal
+    methods = ["clean", "random", "em", "ap", "miue"]
+    archs = {"gpu": ["resnet50", "vit-b"], "paper": ["resnet50", "vit-b"], "smoke": []}.get(p.name, ["vgg11"])
+    jobs = [(None, m) for m in methods] + [(a, m) for a in archs for m in ("clean", "em", "ap", "miue")]
+    specs = [_stored("sal", sal.sal_config(p, m, p.seeds[0], a), f"SAL {a or p.model} on {m}") for a, m in jobs]
+    return specs + [ex.poison_spec(p, m) for m in methods if m != "clean"]
+
+
+CHAPTERS = {
+    "01_at_a_glance": _at_a_glance,
+    "02_measuring_mutual_information": _measuring_mi,
+    "03_effective_ues_reduce_mi": _effective_ues,
+    "04_deeper_networks_lower_mi": _deeper,
+    "05_sharpness_aware_learnability": _sal,
+    "06_theorems_on_examples": lambda p: [],
+    "07_notes_on_the_papers": lambda p: [],
+}
+
+
+def chapter_specs(chapter: str, p: Profile) -> list:
+    """Every run ``chapter`` reads at profile ``p`` (with its dependencies), computing nothing."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; choose one of {', '.join(CHAPTERS)}")
+    return _with_deps(CHAPTERS[chapter](p))
+
+
+def cost_table(p: Profile, store: RunStore | None = None):
+    """Per chapter: runs listed, runs recorded, and their recorded compute time (the recompute time from
+    scratch on the recording machine)."""
+    import pandas as pd
+    store = store or RunStore()
+    rows, earlier = [], set()
+    for chapter in CHAPTERS:
+        specs = chapter_specs(chapter, p)
+        seconds, new_seconds, have, devices = 0.0, 0.0, 0, set()
+        for s in specs:
+            kind = s.run_kind if isinstance(s, StoredSpec) else s.kind
+            rec = store.get(kind, s.config())
+            if rec is not None:
+                have += 1
+                seconds += rec["provenance"]["wall_time_s"]
+                devices.add(f"{rec['provenance']['device']}, {rec['provenance'].get('torch_threads', '?')} threads")
+                if s.address not in earlier:
+                    new_seconds += rec["provenance"]["wall_time_s"]
+        earlier |= {s.address for s in specs}
+        rows.append({"chapter": chapter, "runs": len(specs), "recorded": have,
+                     "all its runs (CPU-hours)": round(seconds / 3600, 2),
+                     "new to this chapter (CPU-hours)": round(new_seconds / 3600, 2),
+                     "recorded on": "; ".join(sorted(devices))})
+    return pd.DataFrame(rows).set_index("chapter")

@@ -1,0 +1,93 @@
+"""The interface every defense shares, the twin of :mod:`miue.attacks.base`.
+
+A defense is configured by a frozen, checked dataclass whose defaults are its own paper's settings. Two
+kinds:
+
+* ``data`` — transforms the published training set before training (JPEG compression, grayscale, and later
+  the fitted purifiers): :meth:`Defense.purify` maps uint8 images to uint8 images of the same shape.
+* ``training`` — a per-batch hook inside :func:`miue.train.fit` that sees the model and returns the inputs
+  and the targets (class indices or soft targets): Mixup, Cutout, CutMix, adversarial training, UEraser.
+
+A victim's config gains ``defense`` (the defense's name and settings), left out of the address when absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .. import settings
+from ..settings import setting
+
+DEFENSES: dict[str, type["Defense"]] = {}
+KINDS = ("data", "training")
+
+
+def register(cls):
+    """Class decorator: make a defense available by its ``name`` in :data:`DEFENSES`."""
+    if cls.kind not in KINDS:
+        raise ValueError(f"defense kind must be one of {KINDS}, got {cls.kind!r}")
+    DEFENSES[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class DefenseConfig:
+    seed: int = setting(0, low=0, doc="seed of the defense's own randomness")
+
+    def __post_init__(self):
+        settings.check(self)
+
+
+class Defense:
+    """Base class: ``Defense(config or **settings)``; data-side ``purify(images)``, training-side ``hook``."""
+
+    name: ClassVar[str]
+    label: ClassVar[str] = ""
+    kind: ClassVar[str] = "data"
+    Config: ClassVar[type] = DefenseConfig
+
+    def __init__(self, config=None, **overrides):
+        config = config if config is not None else self.Config()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{self.name} takes a {self.Config.__name__}, got {type(config).__name__}")
+        fields = {f.name for f in dataclasses.fields(self.Config)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"defense {self.name} has no setting(s) {sorted(unknown)}; its settings are "
+                             f"{sorted(fields)}")
+        self.config = dataclasses.replace(config, **overrides)
+
+    def spec(self) -> dict:
+        """What goes into a victim's config: the name and the settings (added settings at default left out)."""
+        return {"name": self.name, **settings.address(self.config)}
+
+    def purify(self, images: torch.Tensor) -> torch.Tensor:
+        """Data-side: uint8 N×C×H×W → uint8 N×C×H×W."""
+        raise NotImplementedError(f"{self.name} is a {self.kind}-side defense")
+
+    def hook(self, model, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        """Training-side: (float batch in [0, 1], labels) → (inputs, targets)."""
+        raise NotImplementedError(f"{self.name} is a {self.kind}-side defense")
+
+
+def create_defense(spec) -> Defense:
+    """A defense from its name or from a victim config's ``{"name": ..., **settings}``."""
+    if isinstance(spec, Defense):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"a defense is a name or a dict with 'name', got {spec!r}")
+    spec = dict(spec)
+    name = spec.pop("name")
+    if name not in DEFENSES:
+        raise ValueError(f"unknown defense {name!r}; choose one of {', '.join(sorted(DEFENSES))}")
+    return DEFENSES[name](**spec)
+
+
+def soft_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(y, num_classes).float()

@@ -1,0 +1,192 @@
+"""Runs as values: the frozen spec of every expensive step, built once from a profile, hashed into its address.
+
+A :class:`PoisonSpec` says which attack, with which settings, on which training subset; a :class:`VictimSpec`
+holds its poison's spec (None for clean data), the victim's architecture and recipe, its seed and an optional
+defense; an estimate (:class:`MISpec`, :class:`CovarianceSpec`) holds its victim's spec. ``spec.config()``
+is the dict stored in the record and hashed into the address (:func:`miue.runs.config_hash`); settings added
+after records exist are left out at their default (:func:`miue.settings.address`), so adding one never
+moves an existing record. :func:`miue.experiments.run` executes any spec; a chapter can list its specs
+without computing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+from . import settings
+from .runs import config_hash
+from .train import Recipe
+
+
+class Spec:
+    kind: ClassVar[str]
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.kind, self.config())
+
+    @property
+    def address(self) -> str:
+        """``kind/hash``: where the record lives under the store's root."""
+        return f"{self.kind}/{self.hash}"
+
+    def dependencies(self) -> list["Spec"]:
+        """The specs this run reads (its poison, its victim …), nearest first."""
+        return []
+
+    def describe(self) -> str:
+        return self.address
+
+
+@dataclass(frozen=True)
+class PoisonSpec(Spec):
+    """A poison: ``method`` with its full ``attack`` config on a stratified training subset.
+
+    ``classes`` (one-class or class-wise poisoning, App. G.1) and ``fraction`` (partial poisoning) restrict
+    which images keep their perturbation; the attack always generates on the whole subset."""
+
+    method: str
+    attack: object  # the attack's frozen Config
+    dataset: str
+    n_train: Optional[int]
+    subset_seed: int = 0
+    classes: Optional[tuple] = None
+    fraction: float = 1.0
+    kind: ClassVar[str] = "poison"
+
+    def __post_init__(self):
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(sorted(int(c) for c in self.classes)))
+            if not self.classes or min(self.classes) < 0:
+                raise ValueError(f"poison classes must be a non-empty list of class indices, got {self.classes}")
+        if not 0 < float(self.fraction) <= 1:
+            raise ValueError(f"poison fraction must be in (0, 1], got {self.fraction!r}")
+
+    def config(self) -> dict:
+        cfg = {"dataset": self.dataset, "n_train": self.n_train, "subset_seed": self.subset_seed,
+               "method": self.method, "attack": settings.address(self.attack)}
+        if self.classes is not None:
+            cfg["classes"] = list(self.classes)
+        if self.fraction != 1.0:
+            cfg["fraction"] = float(self.fraction)
+        return cfg
+
+    def describe(self) -> str:
+        extra = "" if self.classes is None else f", classes {list(self.classes)}"
+        extra += "" if self.fraction == 1.0 else f", {self.fraction:.0%} of images"
+        return f"poison {self.method}{extra}"
+
+
+@dataclass(frozen=True)
+class VictimSpec(Spec):
+    """A victim trained on the (poisoned, possibly defended) training subset and tested on clean test data."""
+
+    poison: Optional[PoisonSpec]
+    method: str
+    dataset: str
+    n_train: Optional[int]
+    n_test: Optional[int]
+    model: str
+    width: float
+    recipe: Recipe
+    seed: int
+    defense: Optional[tuple] = None  # (name, ((setting, value), ...)) — hashable; see defense_dict
+    kind: ClassVar[str] = "victim"
+
+    @property
+    def defense_dict(self) -> dict | None:
+        return None if self.defense is None else {"name": self.defense[0], **dict(self.defense[1])}
+
+    def config(self) -> dict:
+        cfg = {"poison": None if self.poison is None else self.poison.config(), "dataset": self.dataset,
+               "n_train": self.n_train, "n_test": self.n_test, "model": self.model, "width": self.width,
+               "recipe": settings.address(self.recipe), "seed": self.seed}
+        if self.defense is not None:
+            cfg["defense"] = self.defense_dict
+        return cfg
+
+    def dependencies(self):
+        return [] if self.poison is None else [self.poison]
+
+    def describe(self) -> str:
+        d = "" if self.defense is None else f" + {self.defense[0]}"
+        return f"victim {self.model} on {self.method}{d}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class MISpec(Spec):
+    """Sliced, class-conditional MI I(g(X); g(X')) of a victim's features (App. F), with its shuffled baseline."""
+
+    victim: VictimSpec
+    estimator: str = "histogram"
+    n_slices: int = 2000
+    bins: Optional[int] = 100
+    shared_directions: bool = False
+    estimator_settings: Optional[tuple] = None
+    seed: int = 0
+    kind: ClassVar[str] = "mi"
+
+    def config(self) -> dict:
+        cfg = {"victim": self.victim.config(), "estimator": self.estimator, "sliced": True,
+               "n_slices": self.n_slices, "bins": self.bins, "shared_directions": bool(self.shared_directions),
+               "class_conditional": True, "features": "train", "seed": self.seed}
+        if self.estimator_settings is not None:
+            cfg["settings"] = dict(self.estimator_settings)
+        return cfg
+
+    def dependencies(self):
+        return [self.victim, *self.victim.dependencies()]
+
+    def describe(self) -> str:
+        return f"MI ({self.estimator}) of {self.victim.describe()}"
+
+
+@dataclass(frozen=True)
+class CovarianceSpec(Spec):
+    """Intra-class covariance of a victim's features (Theorem 5.1, Fig. 3)."""
+
+    victim: VictimSpec
+    ridge: float
+    kind: ClassVar[str] = "covariance"
+
+    def config(self) -> dict:
+        return {"victim": self.victim.config(), "statistic": "class_covariance", "features": "train",
+                "ridge": self.ridge}
+
+    def dependencies(self):
+        return [self.victim, *self.victim.dependencies()]
+
+
+@dataclass(frozen=True)
+class SeparabilitySpec(Spec):
+    """Linear separability of a method's noises or poisoned set (App. G.5, Table 21)."""
+
+    poison: Optional[PoisonSpec]
+    method: str
+    dataset: str
+    n_train: Optional[int]
+    target: str
+    recipe: Recipe
+    kind: ClassVar[str] = "separability"
+
+    def config(self) -> dict:
+        return {"poison": None if self.poison is None else self.poison.config(), "dataset": self.dataset,
+                "n_train": self.n_train, "target": self.target, "model": "linear",
+                "recipe": settings.address(self.recipe), "seed": 0}
+
+    def dependencies(self):
+        return [] if self.poison is None else [self.poison]
+
+
+def freeze(d: dict | None) -> tuple | None:
+    """A settings dict as a hashable, ordered tuple (for spec fields)."""
+    return None if d is None else tuple(sorted(d.items()))
+
+
+def replace(spec, **changes):
+    return dataclasses.replace(spec, **changes)

@@ -1,0 +1,180 @@
+"""The spine: runs as values with stable addresses, the defense hook, one PGD, one-class poisoning."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from miue import experiments as ex
+from miue import methods, settings
+from miue.attacks import ATTACKS, create_attack
+from miue.attacks.miue import MIUEConfig
+from miue.defenses import DEFENSES, create_defense
+from miue.pgd import pgd, project
+from miue.profiles import profile
+from miue.runs import config_hash
+from miue.specs import PoisonSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+P = profile("smoke", dataset="digits", n_train=None, n_test=None, victim_epochs=3, mi_slices=50, mi_bins=10,
+            attacks={"em": {"max_rounds": 2, "pgd_steps": 5, "step_size": 2 / 255, "model": "lenet5", "width": 0.5}})
+
+
+def test_every_committed_record_is_found_at_its_recomputed_address():
+    paths = sorted((ROOT / "data" / "runs").glob("*/*.json"))
+    assert len(paths) >= 190
+    for path in paths:
+        rec = json.loads(path.read_text())
+        assert config_hash(rec["kind"], rec["config"]) == rec["hash"] == path.stem, path
+
+
+def test_the_cpu_profile_specs_address_the_committed_records():
+    cpu = profile("cpu")
+    for m in ["clean", "random", "em", "ap", "miue", "miue-code"]:
+        for s in cpu.seeds:
+            for spec in (ex.victim_spec(cpu, m, s), ex.mi_spec(cpu, m, s)):
+                assert (ROOT / "data" / "runs" / f"{spec.address}.json").exists(), spec.describe()
+
+
+def test_adding_a_setting_with_a_default_keeps_every_address():
+    @dataclasses.dataclass(frozen=True)
+    class Grown(MIUEConfig):
+        new_knob: float = settings.setting(0.25, low=0, added=True)
+
+    old = PoisonSpec("miue", MIUEConfig(epochs=8), "fashion-mnist", 4000)
+    same = PoisonSpec("miue", Grown(epochs=8), "fashion-mnist", 4000)
+    moved = PoisonSpec("miue", Grown(epochs=8, new_knob=0.5), "fashion-mnist", 4000)
+    assert same.hash == old.hash and moved.hash != old.hash
+    assert "new_knob" not in same.config()["attack"] and moved.config()["attack"]["new_knob"] == 0.5
+    # the optional poison and victim settings too: absent at their defaults, present otherwise
+    v = ex.victim_spec(P, "em", 0)
+    assert "defense" not in v.config() and "classes" not in v.poison.config()
+    assert ex.victim_spec(P, "em", 0, defense="jpeg").hash != v.hash
+    assert ex.poison_spec(P, "em", classes=[3]).hash != v.poison.hash
+
+
+def test_specs_list_dependencies_without_computing(store):
+    spec = ex.mi_spec(P, "em", 0)
+    assert [d.kind for d in spec.dependencies()] == ["victim", "poison"]
+    assert not any(store.root.glob("*/*.json"))  # building specs computed nothing
+
+
+def test_every_method_has_one_label_and_one_colour():
+    names = ["clean", *ATTACKS, *DEFENSES]
+    labels = [methods.label(n) for n in names]
+    assert len(set(labels)) == len(labels) and methods.label("miue") == "MI-UE"
+    colours = [methods.color(n) for n in ["clean", *ATTACKS]]
+    assert len(set(colours)) == len(colours)
+    from miue import viz
+    assert viz.palette(["miue", "em"]) == {"MI-UE": methods.color("miue"), "EM": methods.color("em")}
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_descends_and_ascends_within_budget(norm):
+    torch.manual_seed(0)
+    w = torch.randn(16)
+    x = torch.rand(8, 16)
+    eps = 8 / 255 if norm == "linf" else 0.5
+    loss = lambda inp: (inp @ w).square().mean()  # noqa: E731
+    base = loss(x).item()
+    down, _ = pgd(loss, x, torch.zeros_like(x), eps=eps, step_size=eps / 4, steps=10, norm=norm)
+    up, _ = pgd(loss, x, torch.zeros_like(x), eps=eps, step_size=eps / 4, steps=10, norm=norm, ascent=True)
+    assert loss(x + down).item() < base < loss(x + up).item()
+    for d in (down, up):
+        size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+        assert (size <= eps + 1e-5).all() and ((x + d) >= 0).all() and ((x + d) <= 1).all()
+    assert torch.equal(project(torch.full_like(x, 1.0), x, 0.1), (x + 0.1).clamp(0, 1) - x)
+
+
+def test_one_class_poison_leaves_other_classes_byte_identical(store):
+    spec = ex.poison_spec(P, "random", classes=[3])
+    rec = ex.run(spec, store, progress=False)
+    pois = ex.load_poison(spec, store)
+    train, _ = ex.datasets(P)
+    published = pois.apply(train.images)
+    other = train.labels != 3
+    assert torch.equal(published[other], train.images[other])
+    assert not torch.equal(published[~other], train.images[~other])
+    assert rec["metrics"]["poisoned_images"] == int((~other).sum())
+    half = ex.poison_spec(P, "random", fraction=0.5)
+    ex.run(half, store, progress=False)
+    changed = (ex.load_poison(half, store).apply(train.images) != train.images).flatten(1).any(1)
+    assert abs(changed.float().mean().item() - 0.5) < 0.02
+
+
+def test_poison_carries_its_norm_and_is_checked_against_it(tmp_path):
+    from miue.poisons import InvalidPoisonError, Poison
+    x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    d = torch.zeros(4, 1, 8, 8)
+    d[:, 0, 2, 3] = 0.5
+    p = Poison(d, 1, {"method": "ops"}, norm="l0")
+    p.validate(x)
+    p.save(tmp_path / "p.safetensors")
+    assert Poison.load(tmp_path / "p.safetensors").norm == "l0"
+    d[:, 0, 4, 4] = 0.5
+    with pytest.raises(InvalidPoisonError, match="l0"):
+        Poison(d, 1, {"method": "ops"}, norm="l0").validate(x)
+    with pytest.raises(InvalidPoisonError, match="l2"):
+        Poison(torch.full((4, 1, 8, 8), 0.2), 0.5, {"method": "lsp"}, norm="l2").validate(x)
+
+
+def test_jpeg_and_grayscale_return_valid_images():
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    low, high = create_defense({"name": "jpeg", "quality": 10}).purify(x), create_defense("jpeg").__class__(
+        quality=90).purify(x)
+    assert low.dtype == torch.uint8 and low.shape == x.shape
+    err = lambda y: (y.float() - x.float()).abs().mean().item()  # noqa: E731
+    assert err(high) < err(low) and err(low) > 1  # a real lossy codec: lower quality, larger error
+    g = create_defense("grayscale").purify(x)
+    assert g.shape == x.shape and torch.equal(g[:, 0], g[:, 1]) and torch.equal(g[:, 1], g[:, 2])
+    one = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    assert create_defense("jpeg").purify(one).shape == one.shape
+    with pytest.raises(ValueError, match="unknown defense 'jpg'"):
+        create_defense("jpg")
+    with pytest.raises(ValueError, match="quality"):
+        create_defense({"name": "jpeg", "quality": 0})
+
+
+def test_mixup_soft_targets_sum_to_one_and_mix_pairs():
+    from miue.models import create_model
+    model = create_model("2-nn", 10, 1, 8, 1.0)
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    g = torch.Generator().manual_seed(0)
+    xm, t = create_defense("mixup").hook(model, x, y, g)
+    assert xm.shape == x.shape and t.shape == (32, 10)
+    assert torch.allclose(t.sum(1), torch.ones(32)) and (t >= 0).all()
+    assert (t > 0).sum(1).max() <= 2 and not torch.equal(xm, x)
+
+
+@pytest.mark.parametrize("defense", ["jpeg", "mixup"])
+def test_defenses_run_end_to_end_as_victims(store, defense):
+    rec = ex.victim(P, "em", 0, store, progress=False, defense=defense)
+    base = ex.victim(P, "em", 0, store, progress=False)
+    assert rec["config"]["defense"]["name"] == defense and rec["hash"] != base["hash"]
+    assert rec["config"]["poison"] == base["config"]["poison"]  # same poison, defended victim
+    per_class = rec["metrics"]["test_acc_per_class"]
+    assert len(per_class) == 10 and abs(sum(per_class) / 10 - rec["metrics"]["test_acc"]) < 0.02
+    assert rec["metrics"]["test_acc"] > 0.3  # digits: the defended victim still learns
+
+
+def test_settings_are_checked_with_one_message():
+    with pytest.raises(ValueError, match="'epochs' must be int"):
+        create_attack("miue", epochs="3")
+    with pytest.raises(ValueError, match="'epochs' = 0 is out of range"):
+        create_attack("miue", epochs=0)
+    with pytest.raises(ValueError, match="'distance' = 'x' is not allowed"):
+        create_attack("miue", distance="x")
+    import numpy as np
+    assert create_attack("em", eps=np.float64(8 / 255)).config.eps == pytest.approx(8 / 255)
+
+
+def test_every_chapter_lists_its_runs_and_each_is_recorded_at_the_cpu_profile():
+    from miue.chapters import CHAPTERS, StoredSpec, chapter_specs
+    cpu = profile("cpu")
+    for chapter in CHAPTERS:
+        for spec in chapter_specs(chapter, cpu):
+            assert (ROOT / "data" / "runs" / f"{spec.address}.json").exists(), (chapter, spec.describe())
+    listed = chapter_specs("01_at_a_glance", cpu)
+    assert {s.kind for s in listed if not isinstance(s, StoredSpec)} == {"victim", "mi", "poison"}
