@@ -68,7 +68,7 @@ def check_parameters(ns: dict) -> dict:
                              f"{', '.join(sorted(declared))}")
     for name, default in declared.items():
         if not _type_ok(default, ns[name]):
-            kind = "a number" if isinstance(default, float) else type(default).__name__
+            kind = "a number" if isinstance(default, float) else f"a {type(default).__name__}"
             raise ParameterError(f"parameter {name} must be {kind}, got {ns[name]!r}")
     return {k: ns[k] for k in declared}
 

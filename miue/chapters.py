@@ -122,11 +122,22 @@ CHAPTERS = {
 }
 
 
+def _paper_sample_size(p: Profile) -> list:
+    """The scale issue's core grid: Table 1's structure at the ``full`` profile (one seed first)."""
+    methods = ["clean", "random", "miue", "ap", "em", "miue-code"]
+    return [ex.victim_spec(p, m, p.seeds[0]) for m in methods]
+
+
+# grids that no chapter executes yet (run in the background with `python -m miue.grid`)
+STUDIES = {"paper_sample_size": _paper_sample_size}
+
+
 def chapter_specs(chapter: str, p: Profile) -> list:
     """Every run ``chapter`` reads at profile ``p`` (with its dependencies), computing nothing."""
-    if chapter not in CHAPTERS:
-        raise ValueError(f"unknown chapter {chapter!r}; choose one of {', '.join(CHAPTERS)}")
-    return _with_deps(CHAPTERS[chapter](p))
+    lists = {**CHAPTERS, **STUDIES}
+    if chapter not in lists:
+        raise ValueError(f"unknown chapter {chapter!r}; choose one of {', '.join(lists)}")
+    return _with_deps(lists[chapter](p))
 
 
 def cost_table(p: Profile, store: RunStore | None = None):

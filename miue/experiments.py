@@ -27,7 +27,7 @@ from .models import MODELS, create_model
 from .poisons import Poison
 from .profiles import Profile
 from .runs import RunStore
-from .specs import CovarianceSpec, MISpec, PoisonSpec, SeparabilitySpec, Spec, VictimSpec, freeze
+from .specs import CovarianceSpec, MISpec, PoisonSpec, PurifierSpec, SeparabilitySpec, Spec, VictimSpec, freeze
 from .train import Recipe, evaluate, extract_features, fit, per_class_accuracy, resolve_device
 
 CLEAN = "clean"
@@ -115,6 +115,21 @@ def poison_mask(spec: PoisonSpec, labels: torch.Tensor) -> torch.Tensor | None:
 
 POISON_FILE = "poison.safetensors"
 MODEL_FILE = "model.safetensors"
+PURIFIER_FILE = "purifier.safetensors"
+
+
+def _compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
+    train, _ = _spec_splits(spec)
+    if spec.poison is not None:
+        train = train.with_images(load_poison(spec.poison, store, progress, str(device)).apply(train.images))
+    defense = create_defense({"name": spec.defense[0], **dict(spec.defense[1])})
+    torch.manual_seed(spec.seed)
+    state = defense.fit(train.images, train.labels, device)
+    digest = ctx.save_artifact(PURIFIER_FILE, state)
+    purified = defense.purify(train.images, state)
+    change = (purified.float() - train.images.float()).abs()
+    return {"metrics": {"fit_seconds": ctx.elapsed(), "mean_abs_change_levels": float(change.mean()),
+                        "n_train": len(train)}, "artifacts": {PURIFIER_FILE: digest}}
 
 
 def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
@@ -152,6 +167,8 @@ def _poison_payload(poison: Poison):
 def run(spec: Spec, store: RunStore | None = None, progress: bool = True, device: str = "auto",
         force: bool = False) -> dict:
     """The record of ``spec``: read from the store, or computed (with what it depends on) when missing."""
+    if type(spec) not in _COMPUTE:
+        raise TypeError(f"run() takes a run spec ({', '.join(t.__name__ for t in _COMPUTE)}), got {spec!r}")
     store = store or RunStore()
     dev = resolve_device(device)
     compute = _COMPUTE[type(spec)]
@@ -188,13 +205,21 @@ def load_poison(spec: PoisonSpec, store: RunStore | None = None, progress: bool 
     return Poison.load(artifact(spec, POISON_FILE, store, progress, device), images=train.images)
 
 
+def _needs_poison(method: str) -> None:
+    if method == CLEAN:
+        raise ValueError("clean data has no poison: use the clean training set (miue.experiments.datasets) or "
+                         "pick an attack from " + ", ".join(ATTACKS))
+
+
 def poison_record(p: Profile, method: str, store: RunStore | None = None, progress: bool = True, **extra) -> dict:
     """The record of ``method``'s poison (no tensor needed: nothing is regenerated when the record exists)."""
+    _needs_poison(method)
     return run(poison_spec(p, method, **extra), store, progress, p.device)
 
 
 def poison(p: Profile, method: str, store: RunStore | None = None, progress: bool = True, **extra):
     """(record, Poison) of ``method`` on the profile's training subset; generated if missing."""
+    _needs_poison(method)
     spec = poison_spec(p, method, **extra)
     return run(spec, store, progress, p.device), load_poison(spec, store, progress, p.device)
 
@@ -235,7 +260,10 @@ def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
     if spec.defense is not None:
         defense = create_defense(spec.defense_dict)
         if defense.kind == "data":
-            train = train.with_images(defense.purify(train.images))
+            state = None
+            if defense.fitted:
+                state = load_tensors(artifact(spec.purifier(), PURIFIER_FILE, store, progress, str(device)))[0]
+            train = train.with_images(defense.purify(train.images, state))
         else:
             hook = defense.hook
     curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
@@ -394,5 +422,5 @@ def separability(p: Profile, method: str, target: str, store: RunStore | None = 
     return run(separability_spec(p, method, target, **extra), store, progress, p.device)
 
 
-_COMPUTE = {PoisonSpec: _compute_poison, VictimSpec: _compute_victim, MISpec: _compute_mi,
+_COMPUTE = {PoisonSpec: _compute_poison, PurifierSpec: _compute_purifier, VictimSpec: _compute_victim, MISpec: _compute_mi,
             CovarianceSpec: _compute_covariance, SeparabilitySpec: _compute_separability}

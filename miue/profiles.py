@@ -11,6 +11,25 @@ import typing
 from dataclasses import dataclass, field
 
 
+# Study sizes of the estimator validation (repeats are independent columns estimated at once, vectorized).
+_MI_STUDY = {
+    "smoke": {"ns": [300], "rhos": [0.0, 0.9], "repeats": 4, "mine_repeats": 1, "dims": [1, 16],
+              "sliced_n": 500, "slices": 16, "mine_slices": 1, "paper_n": 5000, "paper_slices": 50,
+              "timing_slices": {"histogram": 100, "kde": 2, "ksg": 4, "mine": 1}, "timing_classes": 2,
+              "mine": {"iterations": 50, "batch_size": 300}},
+    "cpu": {"ns": [100, 300, 1000, 3000], "rhos": [0.0, 0.3, 0.6, 0.9], "repeats": 40, "mine_repeats": 8,
+            "dims": [1, 8, 64, 512], "sliced_n": 1000, "slices": 200, "mine_slices": 16, "paper_n": 5000,
+            "paper_slices": 2000, "timing_slices": {"histogram": 2000, "kde": 100, "ksg": 400, "mine": 8},
+            "timing_classes": 10, "mine": {}},
+}
+# Samples per class for the estimators, 1-D slices per class, Monte-Carlo draws, random models, grid sizes.
+_THEOREMS = {
+    "smoke": dict(n_per_class=300, n_slices=6, n_mc=4000, n_draws=40, n_grid=12, n_dirs=4000, n_1d=1000),
+    "cpu": dict(n_per_class=1000, n_slices=16, n_mc=20000, n_draws=200, n_grid=30, n_dirs=20000, n_1d=4000),
+    "gpu": dict(n_per_class=2000, n_slices=48, n_mc=100000, n_draws=500, n_grid=60, n_dirs=100000, n_1d=10000),
+}
+
+
 @dataclass(frozen=True)
 class Profile:
     """Sizes and hyperparameters of one scale. ``attacks`` maps attack name → setting overrides."""
@@ -39,6 +58,10 @@ class Profile:
     sal_samples: int = 1000  # SAL (SAL/UD Eq. 3): training images each weight-perturbation pass uses
     sal_every: int = 1  # SAL is measured every this many epochs of the victim's training
     sal_steps: int = 10  # ascent steps of the l2 weight perturbation (SAL/UD Sec. 3.3)
+    # sizes of the estimator validation studies (chapter "Measuring mutual information", miue.validation)
+    mi_study: typing.Dict[str, object] = field(default_factory=lambda: dict(_MI_STUDY["cpu"]))
+    # sample sizes of the theorem illustrations (chapter "The theorems on examples", miue.theory)
+    theorems: typing.Dict[str, object] = field(default_factory=lambda: dict(_THEOREMS["cpu"]))
     device: str = "auto"
 
     def __post_init__(self):
@@ -96,6 +119,10 @@ def _coerce(key: str, value, hint):
             raise bad
         return tuple(value)
     if origin is dict:
+        if args and args[1] is object:
+            if not isinstance(value, dict):
+                raise bad
+            return dict(value)
         item = args[1] if args and args[1] is int else dict
         if not isinstance(value, dict) or not all(isinstance(v, item) and not isinstance(v, bool)
                                                   for v in value.values()):
@@ -195,7 +222,8 @@ PROFILES: dict[str, Profile] = {
                               "miue-code": {"epochs": 3, "step_size": 2 / 255}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
-                     sal_samples=128, sal_every=5, sal_steps=3),
+                     sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],
+                     theorems=_THEOREMS["smoke"]),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
                    sizes=(1000, 2000), estimator_slices={"kde": 500, "ksg": 500, "mine": 20},
@@ -214,11 +242,12 @@ PROFILES: dict[str, Profile] = {
                                              "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
                    budget_epochs=(5, 10, 20), device="cuda",
                    archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
-                          "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=1000, sal_every=2),
+                          "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=1000, sal_every=2, theorems=_THEOREMS["gpu"]),
     "paper": Profile("paper", dataset="cifar10", n_train=None, width=1.0, victim_epochs=200, victim_lr=0.5,
                      victim_weight_decay=1e-4, seeds=(0,), budget_epochs=(10, 20, 50),
                      archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
-                            "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=50000),
+                            "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=50000,
+                     theorems=_THEOREMS["gpu"]),
 }
 
 

@@ -10,13 +10,18 @@ up across resumes.
 
 Locks. A run being computed holds ``<artifacts>/.lock``, created atomically with its content (host, PID,
 the process's start time, a random token) and refreshed by a heartbeat thread. A waiting process judges the
-holder: on the same host, alive iff that PID runs *and* started when the lock says (PID reuse is caught);
-on another host, alive while the heartbeat is younger than :data:`LEASE_SECONDS`. An empty or unreadable
-lock is taken over once it is older than the lease. Takeover goes through a second exclusive file, so
-exactly one process computes. A waiting process says which run it waits for and who holds it.
+holder: on the same host, alive iff that PID runs (a zombie does not) *and* started when the lock says (PID
+reuse is caught; a lock without a start time is trusted for one lease of heartbeat); on another host, alive
+while the heartbeat is younger than :data:`LEASE_SECONDS`. A lock naming no possible process (PID 0,
+negative, not a number) is taken over at once; an empty or unreadable one once it is older than the lease.
+Takeover goes through a second exclusive file (itself judged the same way, should its taker die), so
+exactly one process computes. A waiting process says which run it waits for and who holds it. A record
+found corrupt is set aside only if it is still the very file that was read, never a good record that
+another process wrote meanwhile.
 
-``MIUE_NO_COMPUTE=1`` turns every computation into an error (:class:`ComputeForbidden`): the test that
-builds the book from committed records uses it, and so can a reader who wants to be sure.
+``MIUE_NO_COMPUTE=1`` (any value but '', 0, false, no, off) turns every computation into an error
+(:class:`ComputeForbidden`): the test that builds the book from committed records uses it, and so can a
+reader who wants to be sure.
 """
 
 from __future__ import annotations

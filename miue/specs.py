@@ -110,12 +110,47 @@ class VictimSpec(Spec):
             cfg["defense"] = self.defense_dict
         return cfg
 
+    def purifier(self) -> "PurifierSpec | None":
+        """The fitted purifier this victim's defense needs (None unless the defense is fitted)."""
+        if self.defense is None:
+            return None
+        from .defenses import create_defense
+        if not create_defense(self.defense_dict).fitted:
+            return None
+        return PurifierSpec(self.poison, self.method, self.dataset, self.n_train, self.defense,
+                            int(dict(self.defense[1]).get("seed", 0)))  # the defense's seed, not the victim's
+
     def dependencies(self):
-        return [] if self.poison is None else [self.poison]
+        p = self.purifier()
+        return ([] if p is None else [p]) + ([] if self.poison is None else [self.poison])
 
     def describe(self) -> str:
         d = "" if self.defense is None else f" + {self.defense[0]}"
         return f"victim {self.model} on {self.method}{d}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class PurifierSpec(Spec):
+    """A fitted data-side defense learned on a published (poisoned) training set: its state is an artifact."""
+
+    poison: Optional[PoisonSpec]
+    method: str
+    dataset: str
+    n_train: Optional[int]
+    defense: tuple  # (name, ((setting, value), ...))
+    seed: int = 0
+    kind: ClassVar[str] = "purifier"
+
+    def config(self) -> dict:
+        return {"poison": None if self.poison is None else self.poison.config(), "dataset": self.dataset,
+                "n_train": self.n_train, "defense": {"name": self.defense[0], **dict(self.defense[1])},
+                "seed": self.seed}
+
+    def dependencies(self):
+        return [] if self.poison is None else [self.poison]
+
+    def describe(self) -> str:
+        return f"purifier {self.defense[0]} fitted on {self.method}"
 
 
 @dataclass(frozen=True)

@@ -21,22 +21,13 @@ import torch
 from tqdm.std import tqdm
 
 from . import estimators as est
+from .profiles import PROFILES
 from .runs import RunStore
 
 ESTIMATORS = ("histogram", "kde", "ksg", "mine")
 
-# Study sizes per profile: repeats are independent columns estimated at once (vectorized).
-SIZES = {
-    "smoke": {"ns": [300], "rhos": [0.0, 0.9], "repeats": 4, "mine_repeats": 1, "dims": [1, 16],
-              "sliced_n": 500, "slices": 16, "mine_slices": 1, "paper_n": 5000, "paper_slices": 50,
-              "timing_slices": {"histogram": 100, "kde": 2, "ksg": 4, "mine": 1}, "timing_classes": 2,
-              "mine": {"iterations": 50, "batch_size": 300}},
-    "cpu": {"ns": [100, 300, 1000, 3000], "rhos": [0.0, 0.3, 0.6, 0.9], "repeats": 40, "mine_repeats": 8,
-            "dims": [1, 8, 64, 512], "sliced_n": 1000, "slices": 200, "mine_slices": 16, "paper_n": 5000,
-            "paper_slices": 2000, "timing_slices": {"histogram": 2000, "kde": 100, "ksg": 400, "mine": 8},
-            "timing_classes": 10, "mine": {}},
-}
-SIZES["gpu"] = SIZES["paper"] = SIZES["cpu"]
+# Study sizes per profile: one profile system, the sizes live in each Profile's ``mi_study``.
+SIZES = {name: p.mi_study for name, p in PROFILES.items()}
 
 
 def correlated_gaussians(n: int, d: int, rho: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

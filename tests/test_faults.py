@@ -275,6 +275,60 @@ def test_waiting_message_names_the_holder(tmp_path, capsys):
     assert f"miue: waiting for run toy/{config_hash('toy', {'s': 0})}, held by process 4242 on elsewhere" in err
 
 
+@pytest.mark.parametrize("guard", ["dead-taker", "empty-old", "empty-fresh"])
+def test_takeover_file_left_by_a_dead_taker_does_not_block_forever(tmp_path, guard):
+    store = RunStore(tmp_path / "runs", tmp_path / "cache", lease=0.5, poll_seconds=0.05)
+    lock = lock_path(store, "toy", {"s": 0})
+    lock.write_text(lock_json(pid=dead_pid(), start="1"))
+    takeover = lock.with_name(".lock.takeover")
+    takeover.write_text(lock_json(pid=dead_pid(), start="1") if guard == "dead-taker" else "")
+    if guard == "empty-old":
+        backdate(takeover)
+    calls = []
+    bounded(lambda: store.get_or_compute("toy", {"s": 0}, counting(calls)))
+    assert calls == [os.getpid()] and not takeover.exists() and not lock.exists()
+
+
+def test_release_leaves_a_lock_that_was_taken_over(tmp_path):
+    path = tmp_path / ".lock"
+    mine = Lock(path, lease=30)
+    assert mine.acquire()
+    path.unlink()
+    path.write_text(lock_json(token="someone-else"))  # judged dead and taken over meanwhile
+    mine.release()
+    assert Lock.read(path)["token"] == "someone-else"
+
+
+def test_heartbeat_keeps_a_held_lock_fresh(tmp_path):
+    path = tmp_path / ".lock"
+    lock = Lock(path, lease=0.2)
+    assert lock.acquire()
+    try:
+        backdate(path)
+        old = path.stat().st_mtime
+        wait_until(lambda: path.stat().st_mtime > old, what="a heartbeat")
+        assert Lock.read(path)["token"] == lock.token
+    finally:
+        lock.release()
+    assert not path.exists()
+
+
+def test_failed_attempt_counts_towards_the_wall_time(store):
+    cfg = {"seed": 0}
+
+    def fail(ctx):
+        time.sleep(0.05)
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        store.get_or_compute("toy", cfg, fail)
+    spent = json.loads((store.cache / "toy" / config_hash("toy", cfg) / "elapsed.json").read_text())["seconds"]
+    rec = store.get_or_compute("toy", cfg, counting([]))
+    pv = rec["provenance"]
+    assert spent >= 0.05 and pv["resumed_after_s"] == round(spent, 3) and pv["wall_time_s"] >= pv["resumed_after_s"]
+    assert not (store.cache / "toy" / config_hash("toy", cfg) / "elapsed.json").exists()
+
+
 # -- several processes ------------------------------------------------------------------------------------
 
 def _race_worker(root, cache, kind, rounds, barrier, out, inject, pause):
@@ -583,15 +637,11 @@ def test_damaged_poison_artifact_is_set_aside_and_regenerated(store, how):
 
 def test_asking_for_the_poison_of_clean_data_says_there_is_none(store):
     from miue import experiments as ex
-    try:
-        ex.poison(_profile(), "clean", store, progress=False)
-    except ValueError as exc:
-        assert "clean" in str(exc)
-    except Exception as exc:  # noqa: BLE001
-        pytest.xfail(f"experiments.poison(P, 'clean') raises {type(exc).__name__}: {exc} "
-                     "(experiments.py is outside this battery's files: reported)")
-    else:
-        pytest.fail("experiments.poison(P, 'clean') returned instead of saying clean data has no poison")
+    for ask in (ex.poison, ex.poison_record):
+        with pytest.raises(ValueError, match="clean data has no poison"):
+            ask(_profile(), "clean", store, progress=False)
+    with pytest.raises(TypeError, match="takes a run spec"):
+        ex.run(None, store)
 
 
 def _write_not_a_poison(path, how):

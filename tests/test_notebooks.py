@@ -82,3 +82,17 @@ def test_the_book_builds_from_the_committed_records_computing_nothing(tmp_path):
         built = (tmp_path / "book" / nb_path.name).read_text()
         committed = (ROOT / "book" / nb_path.name).read_text()
         assert built == committed, f"book/{nb_path.name} differs from a fresh build: re-run `make book`"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("parameters, message", [
+    ({"seeds": "notalist"}, "has no parameter\\(s\\) seeds"),
+    ({"methods": "em"}, "parameter methods must be a list"),
+    ({"overrides": {"victim_epochs": 0}}, "victim_epochs' = 0 is not allowed"),
+])
+def test_a_chapter_refuses_what_it_does_not_declare(tmp_path, parameters, message):
+    import papermill
+    with pytest.raises(papermill.PapermillExecutionError, match=message):
+        papermill.execute_notebook(str(ROOT / "notebooks" / "01_at_a_glance.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"profile": "smoke", **parameters}, cwd=str(ROOT), progress_bar=False,
+                                   kernel_name="python3")

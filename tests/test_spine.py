@@ -178,3 +178,35 @@ def test_every_chapter_lists_its_runs_and_each_is_recorded_at_the_cpu_profile():
             assert (ROOT / "data" / "runs" / f"{spec.address}.json").exists(), (chapter, spec.describe())
     listed = chapter_specs("01_at_a_glance", cpu)
     assert {s.kind for s in listed if not isinstance(s, StoredSpec)} == {"victim", "mi", "poison"}
+
+
+def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monkeypatch):
+    """A toy fitted defense (subtracts the per-pixel mean shift the poison adds): its fit runs once, is cached
+    with its hash, and both victims that use it read the same state."""
+    from miue.defenses.base import DEFENSES, Defense, register
+
+    fits = []
+
+    @register
+    class MeanShift(Defense):
+        name, label, kind, fitted = "mean-shift-test", "Mean shift (test)", "data", True
+
+        def fit(self, images, labels, device):
+            fits.append(1)
+            return {"mean": images.float().mean(0)}
+
+        def purify(self, images, state=None):
+            centred = images.float() - state["mean"] + 127.5
+            return centred.round().clamp(0, 255).to(torch.uint8)
+
+    try:
+        v0 = ex.victim_spec(P, "random", 0, defense="mean-shift-test")
+        v1 = ex.victim_spec(P, "random", 1, defense="mean-shift-test")
+        assert v0.purifier() == v1.purifier() and v0.purifier() in v0.dependencies()
+        r0, r1 = ex.run(v0, store, progress=False), ex.run(v1, store, progress=False)
+        assert fits == [1] and r0["config"]["defense"]["name"] == "mean-shift-test"
+        rec = store.get("purifier", v0.purifier().config())
+        assert rec["artifacts"]["purifier.safetensors"] and rec["metrics"]["mean_abs_change_levels"] > 0
+        assert r1["metrics"]["test_acc"] > 0.3
+    finally:
+        DEFENSES.pop("mean-shift-test")

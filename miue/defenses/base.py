@@ -3,8 +3,12 @@
 A defense is configured by a frozen, checked dataclass whose defaults are its own paper's settings. Two
 kinds:
 
-* ``data`` — transforms the published training set before training (JPEG compression, grayscale, and later
-  the fitted purifiers): :meth:`Defense.purify` maps uint8 images to uint8 images of the same shape.
+* ``data`` — transforms the published training set before training (JPEG compression, grayscale, and the
+  fitted purifiers): :meth:`Defense.purify` maps uint8 images to uint8 images of the same shape. A *fitted*
+  data-side defense (``fitted = True``: OP's linear model, D-VAE, a diffusion purifier) first learns its state
+  from the published set with :meth:`Defense.fit`; that fit is a run of its own (kind ``purifier``, see
+  :class:`miue.specs.PurifierSpec`) whose state is a cached, hash-verified artifact, shared by every victim
+  that uses it.
 * ``training`` — a per-batch hook inside :func:`miue.train.fit` that sees the model and returns the inputs
   and the targets (class indices or soft targets): Mixup, Cutout, CutMix, adversarial training, UEraser.
 
@@ -48,6 +52,7 @@ class Defense:
     name: ClassVar[str]
     label: ClassVar[str] = ""
     kind: ClassVar[str] = "data"
+    fitted: ClassVar[bool] = False
     Config: ClassVar[type] = DefenseConfig
 
     def __init__(self, config=None, **overrides):
@@ -65,8 +70,12 @@ class Defense:
         """What goes into a victim's config: the name and the settings (added settings at default left out)."""
         return {"name": self.name, **settings.address(self.config)}
 
-    def purify(self, images: torch.Tensor) -> torch.Tensor:
-        """Data-side: uint8 N×C×H×W → uint8 N×C×H×W."""
+    def fit(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """Fitted data-side defenses: learn the purifier's state (tensors) from the published training set."""
+        raise NotImplementedError(f"{self.name} is not a fitted defense")
+
+    def purify(self, images: torch.Tensor, state: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Data-side: uint8 N×C×H×W → uint8 N×C×H×W (``state``: what :meth:`fit` learned, if fitted)."""
         raise NotImplementedError(f"{self.name} is a {self.kind}-side defense")
 
     def hook(self, model, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):

@@ -48,7 +48,7 @@ class JPEG(Defense):
     kind = "data"
     Config = JPEGConfig
 
-    def purify(self, images):
+    def purify(self, images, state=None):
         return jpeg_roundtrip(images, self.config.quality)
 
 
@@ -58,7 +58,7 @@ class Grayscale(Defense):
     label = "Grayscale"
     kind = "data"
 
-    def purify(self, images):
+    def purify(self, images, state=None):
         if images.shape[1] == 1:
             return images.clone()
         w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601 luma, as PIL's convert("L")
