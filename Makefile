@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROFILE ?= cpu
 
-.PHONY: book test install data browser unit clean-book
+.PHONY: book test install data browser unit clean-book mathjax
 
 install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -24,17 +24,25 @@ data:
 	    apt-get install -y -q dataset-fashion-mnist >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
 	  else echo "Fashion-MNIST: run 'sudo apt-get install dataset-fashion-mnist' or let torchvision download it"; fi; fi
 
+# MathJax 3 served from the build (no CDN): npm's registry package, unpacked into _vendor/mathjax (git-ignored)
+MATHJAX := _vendor/mathjax/tex-mml-chtml.js
+mathjax: $(MATHJAX)
+$(MATHJAX):
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack -q mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz && \
+	  mkdir -p $(CURDIR)/_vendor/mathjax && cp -r package/es5/. $(CURDIR)/_vendor/mathjax/ && rm -rf $$tmp
+	@test -f $(MATHJAX) && echo "mathjax: served from _vendor/mathjax"
+
 browser:
 	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); }
 
-book: install data
+book: install data mathjax
 	$(PY) scripts/build_book.py --profile $(PROFILE)
 	@echo "book: open _build/html/index.html"
 
 unit: install data
 	$(PY) -m pytest -q -m "not notebook"
 
-test: install data browser
+test: install data browser mathjax
 	$(PY) -m pytest -q
 	$(PY) scripts/build_book.py --no-execute
 	$(PY) scripts/check_render.py

@@ -1,14 +1,17 @@
 """Open the built book in headless Chromium and check every chapter renders.
 
-Checks per page: HTTP 200 for the page and every image, every <img> decoded (naturalWidth > 0), no
-error output cells (tracebacks), at least one table and one figure on chapter pages, no console errors
-beyond a short allow-list. Saves screenshots to _build/screenshots/. Exit status 1 on any failure.
+Checks every page of the table of contents: HTTP 200 for the page and every image, every <img> decoded
+(naturalWidth > 0), no error output cells (tracebacks), the expected tables and figures on chapter pages,
+every math element typeset by MathJax (served from the build, no CDN) and no raw TeX left in the text, no
+progress-bar output rendered, no console errors beyond a short allow-list. Saves screenshots to
+_build/screenshots/. Exit status 1 on any failure.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import re
 import sys
 import threading
 from pathlib import Path
@@ -26,6 +29,20 @@ CHAPTERS = {"book/01_at_a_glance.html": {"tables": 2, "images": 3}, "book/reprod
 # theme noise, and resource failures (checked below per request: local ones fail the check, external ones
 # — MathJax's CDN on an offline machine — are reported only)
 ALLOWED_CONSOLE = ("THEBE_JS_URL", "favicon", "invalid theme mode", "Failed to load resource")
+PROGRESS = re.compile(r"\d+%\|[█▏▎▍▌▋▊▉ ]*\||\d+(\.\d+)?(s/it|it/s)\]")
+RAW_TEX = re.compile(r"\\(frac|log|mathbb|mathrm|sum|operatorname|left|right)\b|\$[^$\n]{1,80}\\[a-zA-Z]+[^$\n]*\$")
+
+
+def toc_pages() -> list[str]:
+    """Every page of _toc.yml as its built HTML path (root first)."""
+    import yaml
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [c["file"] for c in part.get("chapters", [])]
+    return [p + ".html" for p in pages]
+
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell") if Path(p).exists()), None)
 
 
@@ -49,7 +66,12 @@ def main() -> int:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run", "--disable-sync"])
-        for rel, want in CHAPTERS.items():
+        pages = toc_pages()
+        missing = set(CHAPTERS) - set(pages)
+        if missing:
+            failures.append(f"pages expected but not in _toc.yml: {sorted(missing)}")
+        for rel in pages:
+            want = CHAPTERS.get(rel, {"tables": 0, "images": 0})
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             console, bad = [], []
             page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
@@ -58,6 +80,12 @@ def main() -> int:
                     if r.status >= 400 and r.url.startswith(base) and "favicon" not in r.url else None)
             page.on("requestfailed", lambda r: (bad if r.url.startswith(base) else external).append(r.url))
             resp = page.goto(base + rel, wait_until="networkidle")
+            try:  # MathJax typesets asynchronously: wait for it to finish where the page has math
+                page.wait_for_function("() => !window.MathJax || !MathJax.startup || "
+                                       "MathJax.startup.promise.then(() => true)", timeout=15000)
+                page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+            except Exception:  # noqa: BLE001 - reported by the math count below
+                pass
             if resp is None or resp.status != 200:
                 failures.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
                 continue
@@ -67,6 +95,16 @@ def main() -> int:
             errors = page.eval_on_selector_all(".output.traceback, .output.error, pre.traceback, .ansi-red-fg",
                                                "els => els.length")
             text = page.inner_text("main")
+            n_math = page.eval_on_selector_all("main .math", "els => els.length")
+            n_typeset = page.eval_on_selector_all("main .math", "els => els.filter(e => e.querySelector('mjx-container')).length")
+            if n_typeset < n_math:
+                failures.append(f"{rel}: {n_math - n_typeset} of {n_math} math elements not typeset by MathJax")
+            raw = RAW_TEX.search(text)
+            if raw:
+                failures.append(f"{rel}: raw TeX in the rendered text: {raw.group(0)!r}")
+            bar = PROGRESS.search(text)
+            if bar:
+                failures.append(f"{rel}: a progress bar is rendered on the page: {bar.group(0)!r}")
             if broken:
                 failures.append(f"{rel}: broken images {broken}")
             if n_img < want["images"]:
@@ -81,7 +119,8 @@ def main() -> int:
             if real:
                 failures.append(f"{rel}: console errors {real}")
             page.screenshot(path=str(shots / (Path(rel).stem + ".png")), full_page=True)
-            print(f"check_render: {rel}: {n_tab} tables, {n_img} images, {len(broken)} broken"
+            print(f"check_render: {rel}: {n_tab} tables, {n_img} images, {len(broken)} broken, "
+                  f"{n_typeset}/{n_math} math typeset"
                   + (f"; offline, not loaded: {sorted(set(external))}" if external else ""))
             page.close()
         browser.close()

@@ -210,3 +210,31 @@ def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monk
         assert r1["metrics"]["test_acc"] > 0.3
     finally:
         DEFENSES.pop("mean-shift-test")
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method, settings_", [
+    ("miue", {"epochs": 3, "pgd_steps": 2, "batch_size": 128}),
+    ("em", {"max_rounds": 3, "pgd_steps": 2, "train_steps": 2, "batch_size": 128, "stop_error": 0.0}),
+    ("ap", {"source_epochs": 1, "restarts": 3, "iterations": 2, "batch_size": 128}),
+])
+def test_the_template_resumes_an_interrupted_generation_bit_identically(tmp_path, digits, method, settings_):
+    from miue.checkpoint import Checkpoint
+    from miue.data import stratified_subset
+    train = stratified_subset(digits[0], 300)
+    attack = create_attack(method, model="lenet5", width=0.25, **settings_)
+    whole = attack.generate(train, progress=False)
+
+    def stop_after_first(epoch, delta):
+        if epoch == 1:
+            raise _Stop
+
+    ck = Checkpoint(tmp_path / "ck.safetensors")
+    with pytest.raises(_Stop):
+        attack.generate(train, progress=False, checkpoint=ck, on_epoch=stop_after_first)
+    resumed = attack.generate(train, progress=False, checkpoint=ck)
+    assert torch.equal(whole.delta, resumed.delta)
+    assert whole.meta.get("history") == resumed.meta.get("history")
