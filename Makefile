@@ -28,6 +28,7 @@ data:
 MATHJAX := _vendor/mathjax/tex-mml-chtml.js
 mathjax: $(MATHJAX)
 $(MATHJAX):
+	@command -v npm >/dev/null || { apt-get install -y -q npm >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q npm >/dev/null); }
 	@tmp=$$(mktemp -d) && cd $$tmp && npm pack -q mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz && \
 	  mkdir -p $(CURDIR)/_vendor/mathjax && cp -r package/es5/. $(CURDIR)/_vendor/mathjax/ && rm -rf $$tmp
 	@test -f $(MATHJAX) && echo "mathjax: served from _vendor/mathjax"

@@ -9,7 +9,7 @@ records. The Reproduce page shows the study; the book's tolerances are derived f
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 
 import torch
@@ -55,13 +55,13 @@ def drift_study(p: Profile, victim_method: str = "clean", poison_method: str = "
         train, _ = ex.datasets(p)
         victims, poisons, first = [], [], None
         for i, t in enumerate(threads):
-            with tempfile.TemporaryDirectory() as tmp:
-                v, _ = rerun(vspec, t, Path(tmp), progress)
+            # each re-run in its own scratch store inside this run's cache folder: an interrupted study
+            # resumes every re-run from its last epoch
+            v, _ = rerun(vspec, t, ctx.artifacts / f"victim-{i}-threads{t}", progress)
             victims.append({"threads": t, "test_acc": v["metrics"]["test_acc"],
                             "train_acc": v["metrics"]["train_acc"], "seconds": v["provenance"]["wall_time_s"],
                             "curve": [e.get("test_acc") for e in v["history"]]})
-            with tempfile.TemporaryDirectory() as tmp:
-                r, pois = rerun(pspec, t, Path(tmp), progress)
+            r, pois = rerun(pspec, t, ctx.artifacts / f"poison-{i}-threads{t}", progress)
             entry = {"threads": t, "seconds": r["provenance"]["wall_time_s"],
                      "mean_abs_levels": r["metrics"]["mean_abs_levels"],
                      "last_epoch": r["history"][-1] if r["history"] else {}}
@@ -81,6 +81,8 @@ def drift_study(p: Profile, victim_method: str = "clean", poison_method: str = "
             metrics["victim_vs_committed"] = max(abs(a - committed_v["metrics"]["test_acc"]) for a in accs)
         if committed_p is not None:
             metrics["committed_poison_mean_abs_levels"] = committed_p["metrics"]["mean_abs_levels"]
+        for scratch in ctx.artifacts.glob("*-threads*"):
+            shutil.rmtree(scratch, ignore_errors=True)
         return {"metrics": metrics}
 
     return store.get_or_compute("drift", cfg, compute, device="cpu", seed=p.seeds[0])

@@ -64,7 +64,7 @@ def _at_a_glance(p: Profile) -> list:
     seed = p.seeds[0]
     for e in sorted(set(p.budget_epochs) | {ex.attack_config(p, "miue")["epochs"]}):
         specs.append(ex.victim_spec(p, "miue", seed, epochs=e))
-    train_n = len(ex.datasets(p)[0])
+    train_n = p.n_train if p.n_train is not None else len(ex.datasets(p)[0])
     for n in sorted(set(p.sizes)):
         if n != train_n:
             pn = p.override(n_train=n)
@@ -77,7 +77,7 @@ def _at_a_glance(p: Profile) -> list:
 
 def _measuring_mi(p: Profile) -> list:
     from . import validation
-    sizes = validation.SIZES.get(p.name, validation.SIZES["cpu"])
+    sizes = p.mi_study
     return [_stored("validation", validation.study_config(n, sizes), f"validation study {n}")
             for n in validation.STUDIES]
 

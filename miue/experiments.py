@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import functools
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -124,7 +125,7 @@ def _compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
         train = train.with_images(load_poison(spec.poison, store, progress, str(device)).apply(train.images))
     defense = create_defense({"name": spec.defense[0], **dict(spec.defense[1])})
     torch.manual_seed(spec.seed)
-    state = defense.fit(train.images, train.labels, device)
+    state = {k: v.detach().cpu() for k, v in defense.fit(train.images, train.labels, device).items()}
     digest = ctx.save_artifact(PURIFIER_FILE, state)
     purified = defense.purify(train.images, state)
     change = (purified.float() - train.images.float()).abs()
@@ -134,9 +135,14 @@ def _compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
 
 def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
     train, _ = _spec_splits(spec)
+    mask = poison_mask(spec, train.labels)  # checked before the (expensive) generation
+    if mask is not None:
+        if spec.classes is not None and max(spec.classes) >= train.num_classes:
+            raise ValueError(f"poison classes {list(spec.classes)}: {spec.dataset} has classes 0-{train.num_classes - 1}")
+        if not mask.any():
+            raise ValueError(f"poison classes {spec.classes} with fraction {spec.fraction} select no image")
     result = ATTACKS[spec.method](spec.attack).generate(train, device=device, progress=progress,
                                                         checkpoint=ctx.checkpoint())
-    mask = poison_mask(spec, train.labels)
     if mask is not None:
         checks = result.meta.get("checks", {})
         result = result.restricted(mask)
@@ -190,11 +196,22 @@ def artifact(spec: Spec, name: str, store: RunStore | None = None, progress: boo
     if path is None:
         dev = resolve_device(device)
         compute = _COMPUTE[type(spec)]
-        store.get_or_compute(spec.kind, spec.config(), lambda ctx: compute(spec, ctx, store, progress, dev),
-                             device=str(dev), force=True, write=False)
+
+        def regenerate(ctx):
+            if store.verified_artifact(spec.kind, record["hash"], name) is not None:  # another process did it
+                return {"metrics": record["metrics"]}
+            return compute(spec, ctx, store, progress, dev)
+
+        fresh = store.get_or_compute(spec.kind, spec.config(), regenerate, device=str(dev), force=True, write=False)
         path = store.verified_artifact(spec.kind, record["hash"], name)
         if path is None:
             raise RuntimeError(f"regenerating {spec.address} did not produce {name}")
+        committed = (record.get("artifacts") or {}).get(name)
+        made = (fresh.get("artifacts") or {}).get(name)
+        if committed and made and committed != made:
+            warnings.warn(f"{spec.address}: the regenerated {name} differs from the one its record was computed "
+                          f"with (re-runs drift with threads and hardware; see the Reproduce page); runs computed "
+                          f"from it now use the regenerated one", stacklevel=2)
     return path
 
 

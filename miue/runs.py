@@ -347,11 +347,14 @@ class RunContext:
         """Write a safetensors artifact and record its SHA-256 in the cache manifest; returns the hash."""
         from .checkpoint import save_tensors
         path = self.artifacts / name
-        save_tensors(path, tensors, meta)
-        digest = file_sha256(path)
+        tmp = self.artifacts / f".{name}.{os.getpid()}.{threading.get_ident()}.part"
+        save_tensors(tmp, tensors, meta)
+        digest = file_sha256(tmp)
         manifest = _read_manifest(self.artifacts)
         manifest[name] = digest
+        # the manifest first, then the file: a reader never sees the new file without its hash
         _write_json_atomic(self.artifacts / "manifest.json", manifest)
+        os.replace(tmp, path)
         return digest
 
 
@@ -525,7 +528,9 @@ class RunStore:
             if found is not None:
                 return found
         if no_compute():
-            raise ComputeForbidden(f"run {kind}/{h} is not in the store {self.root} and MIUE_NO_COMPUTE is set")
+            what = ("its artifacts are not in the cache " + str(self.cache)) if (force and not write) else \
+                f"it is not in the store {self.root}"
+            raise ComputeForbidden(f"run {kind}/{h} would be computed ({what}) and MIUE_NO_COMPUTE is set")
         ctx = RunContext(kind, h, config, self.artifacts(kind, h))
         lock = Lock(ctx.artifacts / ".lock", lease=self.lease)
         announced = False

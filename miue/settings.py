@@ -63,7 +63,8 @@ def _coerce(owner: str, name: str, value, hint, allowed: str = ""):
                             f"got {value!r} ({type(value).__name__})")
 
     if hint is bool:
-        if isinstance(value, bool) or (type(value).__name__ == "bool_"):  # numpy.bool_
+        import numpy as np
+        if isinstance(value, (bool, np.bool_)):
             return bool(value)
         raise bad()
     if hint is int:

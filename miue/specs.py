@@ -48,7 +48,9 @@ class PoisonSpec(Spec):
     """A poison: ``method`` with its full ``attack`` config on a stratified training subset.
 
     ``classes`` (one-class or class-wise poisoning, App. G.1) and ``fraction`` (partial poisoning) restrict
-    which images keep their perturbation; the attack always generates on the whole subset."""
+    which images keep their perturbation; the attack always generates on the whole subset. ``fraction`` draws
+    that share of the whole set at random (seeded), then keeps those in ``classes``: within a class the
+    poisoned share is about, not exactly, ``fraction``."""
 
     method: str
     attack: object  # the attack's frozen Config
@@ -60,12 +62,18 @@ class PoisonSpec(Spec):
     kind: ClassVar[str] = "poison"
 
     def __post_init__(self):
+        import numbers
         if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(sorted(int(c) for c in self.classes)))
-            if not self.classes or min(self.classes) < 0:
-                raise ValueError(f"poison classes must be a non-empty list of class indices, got {self.classes}")
-        if not 0 < float(self.fraction) <= 1:
-            raise ValueError(f"poison fraction must be in (0, 1], got {self.fraction!r}")
+            c = self.classes
+            if isinstance(c, (str, bytes)) or not hasattr(c, "__iter__") or not c or not all(
+                    isinstance(i, numbers.Integral) and not isinstance(i, bool) and i >= 0 for i in c):
+                raise ValueError(f"poison classes must be a non-empty list of class indices (integers >= 0), "
+                                 f"got {c!r}")
+            object.__setattr__(self, "classes", tuple(sorted({int(i) for i in c})))
+        f = self.fraction
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 < float(f) <= 1:
+            raise ValueError(f"poison fraction must be a number in (0, 1], got {f!r}")
+        object.__setattr__(self, "fraction", float(f))
 
     def config(self) -> dict:
         cfg = {"dataset": self.dataset, "n_train": self.n_train, "subset_seed": self.subset_seed,

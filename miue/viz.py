@@ -15,6 +15,15 @@ def set_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.95)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True,
                          "axes.titleweight": "bold"})
+    try:  # inline figures without matplotlib's version stamp: the same PNG bytes across releases
+        from IPython import get_ipython
+        from matplotlib_inline.config import InlineBackend
+        ip = get_ipython()
+        if ip is not None:
+            cfg = InlineBackend.instance(parent=ip)
+            cfg.print_figure_kwargs = {**cfg.print_figure_kwargs, "metadata": {"Software": None}}
+    except ImportError:
+        pass
 
 
 def palette(methods) -> dict:

@@ -52,6 +52,7 @@ def normalize(nb):
     """Drop what changes from one execution to the next (timestamps, durations, paths) and the stderr
     streams (progress bars and warnings stay in papermill's log, never on the page), so that executing the
     book from the same records leaves the executed notebooks byte-identical and ``git status`` clean."""
+    nb.metadata.get("language_info", {}).pop("version", None)  # the Python patch release is not the book's
     pm = nb.metadata.get("papermill", {})
     nb.metadata["papermill"] = {k: pm[k] for k in ("parameters", "default_parameters") if k in pm}
     for cell in nb.cells:

@@ -208,6 +208,13 @@ def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monk
         rec = store.get("purifier", v0.purifier().config())
         assert rec["artifacts"]["purifier.safetensors"] and rec["metrics"]["mean_abs_change_levels"] > 0
         assert r1["metrics"]["test_acc"] > 0.3
+        # a damaged purifier state is detected by its hash and refitted into the cache; its record stays as it was
+        art = store.cache / "purifier" / rec["hash"] / "purifier.safetensors"
+        before = (store.root / "purifier" / f"{rec['hash']}.json").read_bytes()
+        art.write_bytes(art.read_bytes()[: art.stat().st_size // 2])
+        with pytest.warns(UserWarning, match="tampered with or damaged"):
+            ex.run(ex.victim_spec(P, "random", 2, defense="mean-shift-test"), store, progress=False)
+        assert fits == [1, 1] and (store.root / "purifier" / f"{rec['hash']}.json").read_bytes() == before
     finally:
         DEFENSES.pop("mean-shift-test")
 

@@ -11,6 +11,7 @@ means adding one module that defines a subclass and decorates it with :func:`reg
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
@@ -113,11 +114,19 @@ class Attack:
         if checkpoint is not None and state.epochs > 0:
             restored = checkpoint.load(model=state.model, optimizer=state.optimizer, generators=state.generators,
                                        device=device)
+            if restored is not None and not set(state.tensors) <= set(restored[1]) or (
+                    restored is not None and restored[2].get("method", self.name) != self.name):
+                warnings.warn(f"{checkpoint.path} holds another layout of {self.name}'s state (an older miue?); "
+                              "starting the generation from the beginning", stacklevel=2)
+                checkpoint.remove()
+                state = self.start(data, device, checkpoint)
+                restored = None
             if restored is not None:
                 begin, tensors, meta = restored
                 state.tensors.update(tensors)
                 state.history = meta.pop("history", [])
                 meta.pop("epoch", None)
+                meta.pop("method", None)
                 state.meta.update(meta)
         bar = tqdm(range(begin, state.epochs), desc=self.label or self.name, initial=begin, total=state.epochs,
                    disable=not progress, leave=False, mininterval=1.0)
@@ -129,7 +138,8 @@ class Attack:
             bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)}, refresh=False)
             if checkpoint is not None:
                 checkpoint.save(epoch + 1, model=state.model, optimizer=state.optimizer, generators=state.generators,
-                                tensors=state.tensors, meta={"history": state.history, **state.meta})
+                                tensors=state.tensors, meta={"history": state.history, "method": self.name,
+                                                             **state.meta})
             if on_epoch is not None:
                 on_epoch(epoch + 1, state.delta)
         return self.finish(state, data, device)

@@ -61,6 +61,6 @@ class Grayscale(Defense):
     def purify(self, images, state=None):
         if images.shape[1] == 1:
             return images.clone()
-        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601 luma, as PIL's convert("L")
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601 luma (PIL's convert("L") rounds in fixed point)
         gray = (images.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         return gray.expand(-1, 3, -1, -1).contiguous()
