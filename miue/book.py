@@ -151,6 +151,13 @@ def setting_table(p: Profile, n_train: int | None = None, n_test: int | None = N
     return pd.DataFrame({"ours": ours, "paper": PAPER_SETTING}).rename_axis("setting")
 
 
+def show_table(df: pd.DataFrame):
+    """A table as HTML with nothing cut ("…"): long settings and notes stay whole, wrapped by the page."""
+    from IPython.display import HTML
+    with pd.option_context("display.max_colwidth", None):
+        return HTML(df.to_html(border=0, classes="miue-table"))
+
+
 def provenance(runs, title: str = "Provenance") -> "object":
     """The runs behind a page as a collapsed HTML table: ``runs`` is a list of (kind, what, record)."""
     from IPython.display import HTML
