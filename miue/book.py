@@ -118,7 +118,6 @@ PAPER_SETTING = {
 
 def _feature_dim(p: Profile) -> int:
     from .models import create_model
-    from .data import load
     try:
         c, h = {"fashion-mnist": (1, 28), "digits": (1, 8)}.get(p.dataset, (3, 32))
         return create_model(p.model, 10, c, h, p.width).feature_dim

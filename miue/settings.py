@@ -111,6 +111,19 @@ def check(obj) -> None:
         object.__setattr__(obj, f.name, value)
 
 
+def configure(owner: str, config_cls: type, config=None, overrides: dict | None = None):
+    """``config`` (an instance of ``config_cls``, or its defaults) with ``overrides`` applied and checked: the
+    constructor of every attack and defense. Unknown names get one message listing the settings."""
+    config = config if config is not None else config_cls()
+    if not isinstance(config, config_cls):
+        raise TypeError(f"{owner} takes a {config_cls.__name__}, got {type(config).__name__}")
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(overrides or {}) - names
+    if unknown:
+        raise ValueError(f"{owner} has no setting(s) {sorted(unknown)}; its settings are {sorted(names)}")
+    return dataclasses.replace(config, **(overrides or {}))
+
+
 def _plain(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return address(value)

@@ -75,14 +75,7 @@ class Attack:
     progress: bool = False
 
     def __init__(self, config=None, **overrides):
-        config = config if config is not None else self.Config()
-        if not isinstance(config, self.Config):
-            raise TypeError(f"{self.name} takes a {self.Config.__name__}, got {type(config).__name__}")
-        fields = {f.name for f in dataclasses.fields(self.Config)}
-        unknown = set(overrides) - fields
-        if unknown:
-            raise ValueError(f"{self.name} has no setting(s) {sorted(unknown)}; its settings are {sorted(fields)}")
-        self.config = dataclasses.replace(config, **overrides)
+        self.config = settings.configure(self.name, self.Config, config, overrides)
         check_epsilon(self.config.eps, self.norm)
 
     # -- what a method supplies ------------------------------------------------------------------------

@@ -17,7 +17,6 @@ A victim's config gains ``defense`` (the defense's name and settings), left out 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -56,15 +55,7 @@ class Defense:
     Config: ClassVar[type] = DefenseConfig
 
     def __init__(self, config=None, **overrides):
-        config = config if config is not None else self.Config()
-        if not isinstance(config, self.Config):
-            raise TypeError(f"{self.name} takes a {self.Config.__name__}, got {type(config).__name__}")
-        fields = {f.name for f in dataclasses.fields(self.Config)}
-        unknown = set(overrides) - fields
-        if unknown:
-            raise ValueError(f"defense {self.name} has no setting(s) {sorted(unknown)}; its settings are "
-                             f"{sorted(fields)}")
-        self.config = dataclasses.replace(config, **overrides)
+        self.config = settings.configure(f"defense {self.name}", self.Config, config, overrides)
 
     def spec(self) -> dict:
         """What goes into a victim's config: the name and the settings (added settings at default left out)."""
