@@ -184,5 +184,28 @@ def collapsed(df: pd.DataFrame, title: str = "Provenance"):
     return HTML(f"<details><summary>{html.escape(summary)}</summary>\n{df.to_html(border=0)}\n</details>")
 
 
+class Captions:
+    """Numbered captions for one chapter: ``cap = Captions(3)``; ``cap.figure("...")`` under a figure prints
+    "**Figure 3.1.** ..." and ``cap.table("...")`` above a table "**Table 3.1.** ...". Numbers count up in
+    the order the cells run, so they follow the page."""
+
+    def __init__(self, chapter):
+        self.chapter = chapter
+        self.counts = {"Figure": 0, "Table": 0}
+
+    def _show(self, kind: str, text: str) -> str:
+        from IPython.display import Markdown, display
+        self.counts[kind] += 1
+        number = f"{kind} {self.chapter}.{self.counts[kind]}"
+        display(Markdown(f"**{number}.** {text}"))
+        return number
+
+    def figure(self, text: str) -> str:
+        return self._show("Figure", text)
+
+    def table(self, text: str) -> str:
+        return self._show("Table", text)
+
+
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
