@@ -202,3 +202,9 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
     if num_classes < 2 or in_channels < 1 or image_size < 4:
         raise ValueError("num_classes >= 2, in_channels >= 1 and image_size >= 4 are required")
     return MODELS[name](num_classes, in_channels, image_size, width)
+
+
+# depth of each architecture for the depth chapter (Fig. 2, Tables 13-15): weight layers (MLPs, LeNet, VGG,
+# ResNets, DenseNet, WRN) or transformer blocks (ViT)
+DEPTH = {"linear": 1, "2-nn": 2, "3-nn": 3, "lenet5": 5, "vgg11": 11, "resnet18": 18, "resnet34": 34, "resnet50": 50,
+         "resnet101": 101, "resnet152": 152, "densenet121": 121, "wrn34-10": 34, "vit-b": 12, "vit-l": 24, "vit-h": 32}

@@ -57,14 +57,35 @@ def image_grid(rows: dict[str, torch.Tensor], titles: list[str] | None = None, n
     return fig
 
 
-def learning_curves(histories: dict[str, list[list[dict]]], key: str = "test_acc"):
-    """Mean ± range of ``key`` per epoch for each method (Fig. 6); histories: method → list over seeds."""
-    rows = [{"method": label(m), "epoch": e["epoch"], key: 100 * e[key], "seed": s}
-            for m, hs in histories.items() for s, h in enumerate(hs) for e in h]
-    df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(6.2, 3.6))
-    sns.lineplot(df, x="epoch", y=key, hue="method", errorbar=("pi", 100), ax=ax, marker="o", markersize=3,
-                 palette=palette(list(histories)))
-    ax.set_ylabel({"test_acc": "test accuracy (%)", "train_acc": "training accuracy (%)"}.get(key, key))
+def learning_curves(histories: dict[str, list[list[dict]]], keys=("train_acc", "test_acc")):
+    """Accuracy per epoch for each method, as in the paper's Figure 6: training accuracy (on the augmented
+    poisoned batches) as solid lines with filled markers, clean test accuracy as dashed lines with hollow
+    markers, one colour per method; the line is the mean over seeds and the band spans them.
+    ``histories``: method → list over seeds of per-epoch history entries."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(6.6, 3.9))
+    styles = {"train_acc": dict(ls="-", marker="o", mfc=None), "test_acc": dict(ls="--", marker="o", mfc="white")}
+    for m, hs in histories.items():
+        for key in keys:
+            runs = [[100 * e[key] for e in h if key in e] for h in hs]
+            runs = [r for r in runs if r]
+            if not runs:
+                continue
+            n = min(map(len, runs))
+            arr = np.array([r[:n] for r in runs])
+            x = np.arange(1, n + 1)
+            st = styles.get(key, dict(ls=":", marker=".", mfc=None))
+            ax.plot(x, arr.mean(0), color=color(m), ls=st["ls"], marker=st["marker"], markersize=3.5,
+                    markerfacecolor=st["mfc"] or color(m), markeredgecolor=color(m), lw=1.4)
+            if len(arr) > 1:
+                ax.fill_between(x, arr.min(0), arr.max(0), color=color(m), alpha=0.12, lw=0)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=color(m), lw=2, label=label(m)) for m in histories]
+    handles += [Line2D([], [], color="0.3", ls="-", marker="o", markersize=4, label="training (poisoned)"),
+                Line2D([], [], color="0.3", ls="--", marker="o", markersize=4, markerfacecolor="white",
+                       label="test (clean)")]
+    ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     return fig

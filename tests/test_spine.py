@@ -245,3 +245,13 @@ def test_the_template_resumes_an_interrupted_generation_bit_identically(tmp_path
     resumed = attack.generate(train, progress=False, checkpoint=ck)
     assert torch.equal(whole.delta, resumed.delta)
     assert whole.meta.get("history") == resumed.meta.get("history")
+
+
+def test_the_claims_page_computes_a_verdict_for_every_claim_with_records():
+    from miue import claims
+    cpu = claims.claims_table(profile("cpu"))
+    assert set(cpu["verdict"]) <= {"holds", "fails", "not tested here"}
+    tested = cpu[cpu["verdict"] != "not tested here"]
+    assert len(tested) >= 7 and all("not run" not in o for o in tested["ours (cpu)"])
+    smoke = claims.claims_table(profile("smoke"))  # no smoke records are committed: nothing is claimed
+    assert set(smoke["verdict"]) == {"not tested here"}
