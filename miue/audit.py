@@ -111,6 +111,7 @@ def main(argv=None) -> None:
     m = rec["metrics"]
     print(f"drift/{rec['hash']}: victim accuracies {[round(v['test_acc'], 4) for v in m['victims']]}, "
           f"poisons {[p.get('vs_first_rerun') for p in m['poisons']]}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -255,3 +255,12 @@ def test_the_claims_page_computes_a_verdict_for_every_claim_with_records():
     assert len(tested) >= 7 and all("not run" not in o for o in tested["ours (cpu)"])
     smoke = claims.claims_table(profile("smoke"))  # no smoke records are committed: nothing is claimed
     assert set(smoke["verdict"]) == {"not tested here"}
+
+
+def test_the_miue_command_lists_a_chapters_runs_without_computing(capsys, store):
+    from miue.cli import main
+    assert main(["--help"]) == 0 and "grid" in capsys.readouterr().out
+    assert main(["grid", "01_at_a_glance", "--profile", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "victim/" in out and "missing" in out and not any(store.root.glob("*/*.json"))
+    assert main(["frobnicate"]) == 2

@@ -1,0 +1,33 @@
+"""``miue``: the command line. ``miue grid CHAPTER --profile P`` runs a chapter's missing runs (``--dry-run``
+lists them); ``miue audit --profile P`` re-runs one victim and one poison from scratch and records the drift.
+
+Each subcommand is the module's own ``main`` (``python -m miue.grid``, ``python -m miue.audit``)."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "grid": ("miue.grid", "run (or list, --dry-run) every missing run of a chapter or study"),
+    "audit": ("miue.audit", "re-run one victim and one poison from scratch at several thread counts; record the drift"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: miue COMMAND [options]\n\ncommands:")
+        for name, (_, what) in COMMANDS.items():
+            print(f"  {name:<8}{what}")
+        print("\n'miue COMMAND --help' describes a command's options.")
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"miue: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    import importlib
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
