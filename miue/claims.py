@@ -69,7 +69,6 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     if have:
         effective = [u for u in ues if acc["clean"] - acc[u] >= 10]
         ok = all(mi[u] < mi["clean"] for u in effective)
-        ok_x = all(excess[u] < excess["clean"] for u in effective)
         add("Effective UEs reduce the MI between clean and poisoned features", "MI-UE Sec. 4, Table 1",
             "every UE below clean (0.7122)",
             f"{len(effective)} effective UEs; below clean with the paper's estimator: "
