@@ -237,6 +237,18 @@ def mine_mi(x: torch.Tensor, y: torch.Tensor, batch_size: int = MINE_SETTINGS["b
 ESTIMATORS_1D = {"histogram": histogram_mi, "kde": kde_mi, "ksg": ksg_mi, "mine": mine_mi}
 
 
+# Settings introduced after MI records were first written: estimator → {setting: default}. A setting listed
+# here is left out of a run's address while it holds its default (see estimator_address), so adding one never
+# moves an existing record. Add every new estimator setting here, with the value that reproduces the old runs.
+ADDED_SETTINGS: dict[str, dict] = {"histogram": {}, "kde": {}, "ksg": {}, "mine": {}}
+
+
+def estimator_address(estimator: str, settings: dict) -> dict:
+    """``settings`` as hashed into a run's address: added settings at their default left out."""
+    added = ADDED_SETTINGS.get(estimator, {})
+    return {k: v for k, v in settings.items() if not (k in added and added[k] == v)}
+
+
 def estimator_settings(estimator: str) -> dict:
     """The fixed settings of a 1-D estimator, as recorded in run configs."""
     settings = {"histogram": {"bins": 100, "binning": "equal-width on the sample range"},

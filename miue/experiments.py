@@ -334,6 +334,7 @@ def mi_spec(p: Profile, method: str, seed: int, arch: str | None = None, estimat
     chosen = estimators.estimator_settings(estimator)
     if estimator == "mine":
         chosen["iterations"] = p.mine_iterations
+    chosen = estimators.estimator_address(estimator, chosen)  # settings added later stay out at their default
     return MISpec(v, estimator, p.estimator_slices.get(estimator, p.mi_slices), None, bool(shared), freeze(chosen))
 
 

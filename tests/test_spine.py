@@ -264,3 +264,22 @@ def test_the_miue_command_lists_a_chapters_runs_without_computing(capsys, store)
     out = capsys.readouterr().out
     assert "victim/" in out and "missing" in out and not any(store.root.glob("*/*.json"))
     assert main(["frobnicate"]) == 2
+
+
+def test_a_new_estimator_setting_with_its_default_keeps_the_mi_addresses(monkeypatch):
+    from miue import estimators
+    cpu = profile("cpu")
+    before = ex.mi_spec(cpu, "miue", 0, estimator="ksg").hash
+    original = estimators.estimator_settings
+
+    def grown(name):
+        out = dict(original(name))
+        if name == "ksg":
+            out["metric"] = "chebyshev"
+        return out
+
+    monkeypatch.setattr(estimators, "estimator_settings", grown)
+    monkeypatch.setitem(estimators.ADDED_SETTINGS, "ksg", {"metric": "chebyshev"})
+    assert ex.mi_spec(cpu, "miue", 0, estimator="ksg").hash == before
+    monkeypatch.setitem(estimators.ADDED_SETTINGS, "ksg", {"metric": "euclidean"})  # not its default: moves
+    assert ex.mi_spec(cpu, "miue", 0, estimator="ksg").hash != before
