@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROFILE ?= cpu
 
-.PHONY: book test install data browser unit clean-book mathjax
+.PHONY: book test install data browser unit clean-book mathjax slurm audit-smoke
 
 install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -36,6 +36,17 @@ $(MATHJAX):
 browser:
 	@command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); }
 
+# a real single-node Slurm for the cluster tests (Debian packages; the tests start and stop the daemons)
+slurm:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash scripts/install_slurm.sh; \
+	  else echo "slurm: not root or no apt; the Slurm tests will skip (set MIUE_REQUIRE_SLURM=1 to fail instead)"; fi
+
+# the reproducibility audit at the smoke profile: compute a small grid in a scratch store, re-run one run
+audit-smoke: install data
+	@tmp=$$(mktemp -d) && $(PY) -m miue.cli grid grid_check --profile smoke --runs $$tmp/runs --cache $$tmp/cache \
+	  --no-progress >/dev/null && $(PY) -m miue.cli audit --sample 1 --profile smoke --runs $$tmp/runs \
+	  --cache $$tmp/cache; status=$$?; rm -rf $$tmp; exit $$status
+
 book: install data mathjax
 	$(PY) scripts/build_book.py --profile $(PROFILE)
 	@echo "book: open _build/html/index.html"
@@ -43,7 +54,8 @@ book: install data mathjax
 unit: install data
 	$(PY) -m pytest -q -m "not notebook"
 
-test: install data browser mathjax
+test: install data browser mathjax slurm
 	$(PY) -m pytest -q
 	$(PY) scripts/build_book.py --no-execute
 	$(PY) scripts/check_render.py
+	$(MAKE) --no-print-directory audit-smoke

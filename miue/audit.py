@@ -10,6 +10,7 @@ records. The Reproduce page shows the study; the book's tolerances are derived f
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -88,26 +89,158 @@ def drift_study(p: Profile, victim_method: str = "clean", poison_method: str = "
     return store.get_or_compute("drift", cfg, compute, device="cpu", seed=p.seeds[0])
 
 
-def tolerances(drift: dict, factor: float = 2.0, floor: float = 0.005) -> dict:
-    """The book's tolerances from a drift record: ``factor`` × the largest drift seen, at least ``floor``.
+def tolerances(drift: dict | None, factor: float = 2.0, floor: float = 0.005, relative_floor: float = 0.01) -> dict:
+    """The book's tolerances from a drift record: ``factor`` × the largest drift seen, at least the floors.
 
-    ``victim_acc`` is the accuracy difference (fraction) within which a re-run counts as the same number."""
+    ``victim_acc`` is the accuracy difference (fraction) within which a re-run counts as the same number;
+    ``relative`` the relative difference of any other metric (from the poison's mean |δ| across re-runs)."""
+    if drift is None:
+        return {"victim_acc": floor, "relative": relative_floor}
     m = drift["metrics"]
     worst = max(m["victim_acc_range"], m.get("victim_vs_committed", 0.0))
-    return {"victim_acc": max(floor, factor * worst)}
+    levels = [p["mean_abs_levels"] for p in m.get("poisons", [])]
+    rel = (max(levels) - min(levels)) / max(levels) if levels and max(levels) > 0 else 0.0
+    return {"victim_acc": max(floor, factor * worst), "relative": max(relative_floor, factor * rel)}
 
 
-def main(argv=None) -> None:
+def _leaves(obj, prefix=""):
+    """(name, number) for every numeric leaf of a metrics dict; timings are left out."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        if not any(t in prefix for t in ("seconds", "time")):
+            yield prefix, float(obj)
+
+
+def compare(recorded: dict, rerun_: dict, tol: dict) -> list[dict]:
+    """One row per numeric metric: recorded, re-run, difference, tolerance, and whether it holds."""
+    new = dict(_leaves(rerun_["metrics"]))
+    rows = []
+    for name, old in _leaves(recorded["metrics"]):
+        if name not in new:
+            rows.append({"metric": name, "recorded": old, "rerun": None, "difference": None, "tolerance": None,
+                         "holds": False})
+            continue
+        diff = abs(new[name] - old)
+        t = tol["victim_acc"] if "acc" in name else tol["relative"] * max(abs(old), 1e-12)
+        rows.append({"metric": name, "recorded": old, "rerun": new[name], "difference": diff, "tolerance": t,
+                     "holds": bool(diff <= t + 1e-12)})
+    return rows
+
+
+def candidates(p: Profile, store: RunStore, max_minutes: float | None = None) -> list:
+    """Every recorded run of ``p``'s chapters and studies that :func:`miue.experiments.run` can recompute."""
+    from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_specs
+    seen, out = set(), []
+    for chapter in [*CHAPTERS, *STUDIES]:
+        for s in chapter_specs(chapter, p):
+            if isinstance(s, StoredSpec) or s.address in seen:
+                continue
+            seen.add(s.address)
+            rec = store.get(s.kind, s.config())
+            if rec is None:
+                continue
+            if max_minutes is not None and rec["provenance"]["wall_time_s"] > 60 * max_minutes:
+                continue
+            out.append(s)
+    return sorted(out, key=lambda s: s.address)
+
+
+def sample_audit(p: Profile, k: int = 1, seed: int | None = None, store: RunStore | None = None,
+                 max_minutes: float | None = None, progress: bool = False) -> dict:
+    """Record (kind ``audit``) of re-running ``k`` randomly chosen recorded runs of ``p`` from scratch, each
+    in a scratch store with the torch threads its record names, compared metric by metric with the record
+    within the tolerances of the profile's drift study (the floors where none is recorded)."""
+    import random
+    store = store or RunStore()
+    pool = candidates(p, store, max_minutes)
+    if not pool:
+        raise LookupError(f"no recorded run of the {p.name} profile to audit in {store.root}"
+                          + (f" under {max_minutes} min" if max_minutes else "")
+                          + f": compute some first (miue grid CHAPTER --profile {p.name})")
+    seed = random.SystemRandom().randrange(2 ** 31) if seed is None else seed
+    chosen = random.Random(seed).sample(pool, min(k, len(pool)))
+    drifts = [d for d in RunStore().records("drift") if d["config"]["victim"].get("n_train") == p.n_train]
+    tol = tolerances(drifts[0] if drifts else None)
+    cfg = {"profile": p.name, "sample": [s.address for s in chosen], "seed": seed, "tolerances": tol}
+
+    def compute(ctx):
+        rows, runs = [], []
+        for i, s in enumerate(chosen):
+            old = store.get(s.kind, s.config())
+            threads = int(old["provenance"].get("torch_threads") or 1)
+            new, _ = rerun(s, threads, ctx.artifacts / f"rerun-{i}", progress, p.device if p.device != "auto"
+                           else "cpu")
+            cmp = compare(old, new, tol)
+            runs.append({"address": s.address, "what": s.describe(), "threads": threads,
+                         "recorded_seconds": old["provenance"]["wall_time_s"],
+                         "rerun_seconds": new["provenance"]["wall_time_s"],
+                         "metrics_compared": len(cmp), "metrics_holding": sum(r["holds"] for r in cmp)})
+            rows += [{"address": s.address, **r} for r in cmp]
+            shutil.rmtree(ctx.artifacts / f"rerun-{i}", ignore_errors=True)
+        return {"metrics": {"runs": runs, "rows": rows, "all_hold": all(r["holds"] for r in rows)}}
+
+    return store.get_or_compute("audit", cfg, compute, device="cpu", seed=seed)
+
+
+def audit_table(record: dict, all_rows: bool = False):
+    """The audit as a DataFrame: one row per compared metric (only the headline ones unless ``all_rows``)."""
+    import pandas as pd
+    rows = record["metrics"]["rows"]
+    if not all_rows:
+        head = ("test_acc", "train_acc", "mean_abs_levels", "mi", "mi_gap", "trace", "accuracy")
+        keep = [r for r in rows if r["metric"].split(".")[-1] in head or not r["holds"]]
+        rows = keep or rows
+    what = {r["address"]: r["what"] for r in record["metrics"]["runs"]}
+    df = pd.DataFrame([{"run": what[r["address"]], "metric": r["metric"], "recorded": r["recorded"],
+                        "re-run": r["rerun"], "|difference|": r["difference"], "tolerance": r["tolerance"],
+                        "same number": "yes" if r["holds"] else "NO"} for r in rows])
+    return df
+
+
+def main(argv=None) -> int:
     import argparse
     from .profiles import profile
-    ap = argparse.ArgumentParser(prog="python -m miue.audit", description="Re-run one victim and one poison of "
-                                 "a profile from scratch at several thread counts and record the drift.")
+    ap = argparse.ArgumentParser(
+        prog="miue audit", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Same config, same number? Two audits of the run store.\n\n"
+                    "  --sample K   re-run K randomly chosen recorded runs of the profile from scratch in a scratch\n"
+                    "               store and compare every metric with its record, within the tolerances of\n"
+                    "               the drift study; exits 1 when a metric drifts beyond them.\n"
+                    "  (default)    the drift study: re-run one victim and one poison from scratch at several\n"
+                    "               thread counts and record how far they move.")
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--victim", default="clean")
-    ap.add_argument("--poison", default="miue")
-    ap.add_argument("--threads", type=int, nargs="+", default=[2, 2, 1])
+    ap.add_argument("--sample", type=int, default=None, metavar="K", help="audit K random recorded runs")
+    ap.add_argument("--seed", type=int, default=None, help="which runs --sample picks (default: random)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="--sample only runs recorded as shorter")
+    ap.add_argument("--runs", default=None, help="run records folder (default data/runs, or $MIUE_RUNS)")
+    ap.add_argument("--cache", default=None, help="artifacts folder (default data/cache, or $MIUE_CACHE)")
+    ap.add_argument("--victim", default="clean", help="drift study: the victim's method")
+    ap.add_argument("--poison", default="miue", help="drift study: the poison's method")
+    ap.add_argument("--threads", type=int, nargs="+", default=[2, 2, 1], help="drift study: thread counts")
     args = ap.parse_args(argv)
-    rec = drift_study(profile(args.profile), args.victim, args.poison, tuple(args.threads))
+    store = RunStore(args.runs, args.cache)
+    if args.sample is not None:
+        if args.sample < 1:
+            ap.error("--sample K needs K >= 1")
+        try:
+            rec = sample_audit(profile(args.profile), args.sample, args.seed, store, args.max_minutes)
+        except LookupError as exc:
+            print(f"miue audit: {exc}", file=sys.stderr)
+            return 2
+        import pandas as pd
+        with pd.option_context("display.width", 160, "display.max_columns", 10, "display.max_colwidth", 48):
+            print(audit_table(rec).to_string(index=False))
+        ok = rec["metrics"]["all_hold"]
+        print(f"audit/{rec['hash']}: {len(rec['metrics']['runs'])} runs re-run, "
+              f"{sum(r['holds'] for r in rec['metrics']['rows'])} of {len(rec['metrics']['rows'])} metrics within "
+              f"tolerance" + ("" if ok else " — DRIFT beyond tolerance"))
+        return 0 if ok else 1
+    rec = drift_study(profile(args.profile), args.victim, args.poison, tuple(args.threads), store)
     m = rec["metrics"]
     print(f"drift/{rec['hash']}: victim accuracies {[round(v['test_acc'], 4) for v in m['victims']]}, "
           f"poisons {[p.get('vs_first_rerun') for p in m['poisons']]}")
@@ -115,4 +248,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

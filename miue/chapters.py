@@ -128,8 +128,14 @@ def _paper_sample_size(p: Profile) -> list:
     return [ex.victim_spec(p, m, p.seeds[0]) for m in methods]
 
 
+def _grid_check(p: Profile) -> list:
+    """A small grid with a shared dependency, to check a cluster: two clean victims and two victims of one
+    Random poison (the two race for it)."""
+    return [ex.victim_spec(p, m, s) for m in ("clean", "random") for s in (0, 1)]
+
+
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
-STUDIES = {"paper_sample_size": _paper_sample_size}
+STUDIES = {"paper_sample_size": _paper_sample_size, "grid_check": _grid_check}
 
 
 def chapter_specs(chapter: str, p: Profile) -> list:

@@ -1,5 +1,6 @@
-"""``miue``: the command line. ``miue grid CHAPTER --profile P`` runs a chapter's missing runs (``--dry-run``
-lists them); ``miue audit --profile P`` re-runs one victim and one poison from scratch and records the drift.
+"""``miue``: the command line. ``miue protect IN_DIR OUT_DIR`` protects a folder of images and ``miue verify
+OUT_DIR`` checks it; ``miue grid CHAPTER --profile P`` computes a chapter's missing runs (``--dry-run`` lists
+them, ``--cluster local|slurm`` sends them to submitit); ``miue audit`` re-runs recorded runs from scratch.
 
 Each subcommand is the module's own ``main`` (``python -m miue.grid``, ``python -m miue.audit``)."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 import sys
 
 COMMANDS = {
+    "protect": ("miue.protect:protect_main", "protect a folder of images with unlearnable perturbations"),
+    "verify": ("miue.protect:verify_main", "check a protected folder: protected vs control victim accuracy"),
     "grid": ("miue.grid", "run (or list, --dry-run) every missing run of a chapter or study"),
     "audit": ("miue.audit", "re-run one victim and one poison from scratch at several thread counts; record the drift"),
 }
@@ -25,8 +28,9 @@ def main(argv=None) -> int:
         print(f"miue: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     import importlib
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:]) or 0
+    target = COMMANDS[argv[0]][0]
+    module_name, _, func = target.partition(":")
+    return getattr(importlib.import_module(module_name), func or "main")(argv[1:]) or 0
 
 
 if __name__ == "__main__":

@@ -1,50 +1,396 @@
-"""``python -m miue.grid CHAPTER --profile P``: run every missing run of a chapter (or study) in this process.
+"""``miue grid CHAPTER --profile P [--cluster inline|local|slurm]``: compute every missing run of a chapter.
 
-Lists the chapter's specs (:func:`miue.chapters.chapter_specs`), skips those with records, and executes the
-rest through the run store, dependencies first: interrupted, it resumes from the last checkpoint (at most
-one epoch lost). ``--dry-run`` prints the specs, which are recorded, and the recorded compute time.
+Lists the chapter's run specs (:func:`miue.chapters.chapter_specs`), skips those with records, and dispatches
+the rest into the run store, in waves by dependency (poisons before the victims trained on them, victims
+before the MI estimates of their features):
+
+- ``inline``: one after another in this process (progress bars in the terminal);
+- ``local``: submitit's local executor, at most ``--jobs`` subprocesses at a time;
+- ``slurm``: one Slurm job array per wave through submitit (``--jobs`` is the array's parallelism).
+
+Every job opens the same run store, so jobs that race for one run (two grids over one store, two victims of
+one missing poison) wait on its lock, and each run is computed once; an interrupted job resumes from its last
+checkpoint when the grid is run again. ``--dry-run`` prints each spec with its recorded or estimated cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import experiments as ex
 from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_specs
-from .profiles import profile
+from .profiles import ProfileError, profile
 from .runs import RunStore
+from .specs import PoisonSpec, VictimSpec
+
+CLUSTERS = ("inline", "local", "slurm")
+# images in a whole training split, for specs with n_train=None
+SPLIT_SIZES = {"fashion-mnist": 60000, "cifar10": 50000, "cifar100": 50000, "digits": 1437}
+PIXELS = {"fashion-mnist": 28 * 28, "cifar10": 32 * 32, "cifar100": 32 * 32, "digits": 8 * 8}
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+def run_job(spec, runs: str, cache: str, threads: int, device: str = "cpu", progress: bool = False) -> dict:
+    """What one grid job does (in-process, in a local subprocess or on a Slurm node): compute ``spec`` into
+    the store at (``runs``, ``cache``) with ``threads`` torch threads. Returns the address and every run this
+    job computed (its dependencies included); a run another job computed meanwhile is read, not recomputed."""
+    import torch
+    torch.set_num_threads(max(1, int(threads)))
+    store = RunStore(runs, cache)
+    started = time.perf_counter()
+    ex.run(spec, store, progress=progress, device=device)
+    return {"address": spec.address, "computed": list(store.computed),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+@dataclass
+class Outcome:
+    """What happened to one dispatched spec."""
+
+    address: str
+    what: str
+    state: str  # COMPLETED, FAILED, CANCELLED, SKIPPED
+    computed: list = field(default_factory=list)
+    seconds: float | None = None
+    detail: str = ""
+    job_id: str | None = None
+
+
+def _kind(spec) -> str:
+    return spec.run_kind if isinstance(spec, StoredSpec) else spec.kind
+
+
+def missing_specs(specs, store: RunStore) -> list:
+    """The specs without a record in ``store`` (in the listed order)."""
+    return [s for s in specs if store.get(_kind(s), s.config()) is None]
+
+
+def waves(specs, store: RunStore) -> list[list]:
+    """Group missing runnable specs into waves: a spec goes after every missing spec it depends on."""
+    todo = {s.address: s for s in missing_specs(specs, store) if not isinstance(s, StoredSpec)}
+    level: dict[str, int] = {}
+
+    def depth(s) -> int:
+        if s.address not in level:
+            deps = [d for d in s.dependencies() if d.address in todo]
+            level[s.address] = 1 + max((depth(d) for d in deps), default=-1)
+        return level[s.address]
+
+    out: dict[int, list] = {}
+    for s in todo.values():
+        out.setdefault(depth(s), []).append(s)
+    return [out[k] for k in sorted(out)]
+
+
+def _describe_error(exc: BaseException) -> tuple[str, str]:
+    """(state, one-line detail) of a job's exception, as submitit reports it."""
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    line = next((t for t in reversed(text) if t.strip()), name)
+    if name == "UncompletedJobError" or "CANCELLED" in str(exc):
+        state = "CANCELLED" if "CANCELLED" in str(exc) else "FAILED"
+        return state, line[:300]
+    return "FAILED", f"{name}: {line}"[:300]
+
+
+def _executor(cluster: str, folder: Path, threads: int, jobs: int, timeout_min: int, partition: str | None,
+              mem_gb: float | None):
+    import submitit
+    if cluster == "local":
+        ex_ = submitit.LocalExecutor(folder=str(folder))
+        ex_.update_parameters(timeout_min=timeout_min)
+        return ex_
+    ex_ = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    params = {"timeout_min": timeout_min, "cpus_per_task": threads, "slurm_array_parallelism": jobs,
+              "name": "miue-grid"}
+    if partition:
+        params["slurm_partition"] = partition
+    if mem_gb:
+        params["mem_gb"] = mem_gb
+    ex_.update_parameters(**params)
+    return ex_
+
+
+def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, folder: str | Path | None = None,
+             jobs: int = 1, threads: int | None = None, device: str = "cpu", timeout_min: int = 24 * 60,
+             partition: str | None = None, mem_gb: float | None = None, progress: bool = False,
+             on_submit=None, poll_seconds: float = 1.0, log=print) -> list[Outcome]:
+    """Compute the missing runs among ``specs`` on ``cluster``; one :class:`Outcome` per dispatched spec.
+
+    ``on_submit(jobs)`` is called with each wave's submitit jobs (tests cancel one there). A failed or
+    cancelled job's dependents are skipped, not run; the rest of the grid goes on.
+    """
+    if cluster not in CLUSTERS:
+        raise ValueError(f"unknown cluster {cluster!r}; choose one of {', '.join(CLUSTERS)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    store = store or RunStore()
+    threads = threads or (2 if cluster == "inline" else 1)
+    folder = Path(folder or store.cache / "grid-jobs")
+    outcomes: list[Outcome] = []
+    failed: set[str] = set()
+    for wave in waves(specs, store):
+        ready = []
+        for s in wave:
+            bad = [d.address for d in s.dependencies() if d.address in failed]
+            if bad:
+                failed.add(s.address)
+                outcomes.append(Outcome(s.address, s.describe(), "SKIPPED", detail=f"needs {bad[0]}, which failed"))
+            else:
+                ready.append(s)
+        if not ready:
+            continue
+        results = _run_wave(ready, cluster, store, folder, jobs, threads, device, timeout_min, partition, mem_gb,
+                            progress, on_submit, poll_seconds, log)
+        for o in results:
+            if o.state != "COMPLETED":
+                failed.add(o.address)
+        outcomes += results
+    return outcomes
+
+
+def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min, partition, mem_gb, progress,
+              on_submit, poll_seconds, log) -> list[Outcome]:
+    args = (str(store.root), str(store.cache), threads, device)
+    if cluster == "inline":
+        out = []
+        for s in specs:
+            log(f"== {s.describe()} ({s.address})")
+            try:
+                r = run_job(s, *args, progress=progress)
+                out.append(Outcome(s.address, s.describe(), "COMPLETED", r["computed"], r["seconds"]))
+            except Exception as exc:  # noqa: BLE001 — reported, the grid goes on
+                out.append(Outcome(s.address, s.describe(), "FAILED", detail=f"{type(exc).__name__}: {exc}"[:300]))
+        return out
+    executor = _executor(cluster, folder, threads, jobs, timeout_min, partition, mem_gb)
+    if cluster == "slurm":
+        submitted = executor.map_array(run_job, specs, *[[a] * len(specs) for a in args])
+        pairs = list(zip(specs, submitted))
+        log(f"submitted {len(specs)} jobs as Slurm array {submitted[0].job_id.split('_')[0]}")
+        if on_submit:
+            on_submit(submitted)
+        return _collect_slurm(pairs, poll_seconds, log)
+    # local: at most `jobs` subprocesses at a time
+    pending, running, out = list(specs), [], {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            s = pending.pop(0)
+            job = executor.submit(run_job, s, *args)
+            log(f"started {s.describe()} ({s.address}) as local job {job.job_id}")
+            running.append((s, job))
+            if on_submit:
+                on_submit([job])
+        for s, job in list(running):
+            if job.done():
+                running.remove((s, job))
+                out[s.address] = _collect(s, job, log)
+        if running:
+            time.sleep(poll_seconds)
+    return [out[s.address] for s in specs]
+
+
+def _scontrol_state(job_id: str) -> str | None:
+    """The job's state as slurmctld knows it (it keeps ended jobs for MinJobAge), or None when unknown."""
+    import subprocess
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for token in out.split():
+        if token.startswith("JobState="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def _queued(job_id: str) -> bool:
+    """Whether squeue lists the job (array tasks one by one)."""
+    import subprocess
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", str(job_id).split("_")[0]],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return True  # cannot tell: keep waiting
+    return str(job_id) in out
+
+
+def _collect_slurm(pairs, poll_seconds: float, log, grace_s: float = 20.0) -> list[Outcome]:
+    """Wait for every job of an array. submitit reads states from accounting (sacct), where an array task
+    cancelled before it started never appears: such a job is asked of slurmctld instead, and reported
+    CANCELLED (or LOST when neither knows it after ``grace_s``) rather than waited on forever."""
+    out: dict[int, Outcome] = {}
+    unknown_since: dict[int, float] = {}
+    while len(out) < len(pairs):
+        for i, (spec, job) in enumerate(pairs):
+            if i in out:
+                continue
+            if job.done(force_check=True):
+                out[i] = _collect(spec, job, log)
+                continue
+            if job.state not in ("UNKNOWN", "PENDING"):
+                unknown_since.pop(i, None)
+                continue
+            ctl = _scontrol_state(job.job_id)
+            if ctl and ctl.startswith(("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                                       "DEADLINE", "PREEMPTED")):
+                state = "CANCELLED" if ctl.startswith("CANCELLED") else "FAILED"
+                out[i] = Outcome(spec.address, spec.describe(), state, detail=f"Slurm job {job.job_id}: {ctl}",
+                                 job_id=str(job.job_id))
+            elif ctl is None and job.state == "UNKNOWN" and not _queued(job.job_id):
+                first = unknown_since.setdefault(i, time.monotonic())
+                if time.monotonic() - first > grace_s:  # accounting may lag a little behind
+                    out[i] = Outcome(spec.address, spec.describe(), "CANCELLED", job_id=str(job.job_id),
+                                     detail=f"Slurm job {job.job_id} left the queue before it started "
+                                            "(cancelled while pending)")
+            else:
+                unknown_since.pop(i, None)
+            if i in out:
+                o = out[i]
+                log(f"{o.state:<9} {o.what} ({o.address}): {o.detail}")
+        if len(out) < len(pairs):
+            time.sleep(max(poll_seconds, 2.0))
+    return [out[i] for i in range(len(pairs))]
+
+
+def _collect(spec, job, log) -> Outcome:
+    try:
+        r = job.result()
+        o = Outcome(spec.address, spec.describe(), "COMPLETED", r["computed"], r["seconds"], job_id=str(job.job_id))
+    except Exception as exc:  # noqa: BLE001 — submitit's FailedJobError / UncompletedJobError
+        state, detail = _describe_error(exc)
+        o = Outcome(spec.address, spec.describe(), state, detail=detail, job_id=str(job.job_id))
+    log(f"{o.state:<9} {o.what} ({o.address})" + (f": {o.detail}" if o.detail else ""))
+    return o
+
+
+# ------------------------------------------------------------------------------------------- estimates
+
+def _work(config: dict, kind: str) -> tuple[str, float] | None:
+    """(class of run, units of work) for a victim or poison config: images × epochs × width² × pixels."""
+    n = config.get("n_train") or SPLIT_SIZES.get(config.get("dataset"), 0)
+    px = PIXELS.get(config.get("dataset"), 32 * 32)
+    if kind == "victim":
+        return f"victim/{config['model']}", n * config["recipe"]["epochs"] * config.get("width", 1.0) ** 2 * px
+    if kind == "poison":
+        a = config["attack"]
+        return (f"poison/{config['method']}",
+                n * a.get("epochs", 1) * (1 + a.get("pgd_steps", 0)) * a.get("width", 1.0) ** 2 * px)
+    return None
+
+
+def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
+    """(seconds, how) for ``spec``: its recorded wall time, or an estimate from the records of the same kind
+    and method in ``store`` scaled by images × epochs × width² × pixels (None when there is nothing to scale)."""
+    rec = store.get(_kind(spec), spec.config())
+    if rec is not None:
+        return rec["provenance"]["wall_time_s"], "recorded"
+    w = _work(spec.config(), _kind(spec))
+    if w is None:
+        return None, "no estimate"
+    rates = _rates if _rates is not None else {}
+    if w[0] not in rates:
+        per_unit = []
+        for r in store.records(w[0].split("/")[0]):
+            rw = _work(r["config"], r["kind"])
+            if rw and rw[0] == w[0] and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
+                per_unit.append(r["provenance"]["wall_time_s"] / rw[1])
+        rates[w[0]] = (statistics.median(per_unit), len(per_unit)) if per_unit else None
+    if rates[w[0]] is None:
+        return None, "no estimate"
+    rate, k = rates[w[0]]
+    return rate * w[1], f"estimated from {k} records"
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+def _report(outcomes: list[Outcome]) -> str:
+    computed = [a for o in outcomes for a in o.computed]
+    lines = [f"{'state':<9}  {'seconds':>8}  run"]
+    for o in outcomes:
+        sec = "" if o.seconds is None else f"{o.seconds:.1f}"
+        lines.append(f"{o.state:<9}  {sec:>8}  {o.what} ({o.address})" + (f" — {o.detail}" if o.detail else ""))
+    states = [o.state for o in outcomes]
+    lines.append(f"{states.count('COMPLETED')} completed, {len(states) - states.count('COMPLETED')} not; "
+                 f"{len(computed)} runs computed by these jobs")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m miue.grid", description=__doc__.splitlines()[0])
-    ap.add_argument("chapter", choices=sorted({**CHAPTERS, **STUDIES}))
-    ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--dry-run", action="store_true", help="list the specs and what is recorded; compute nothing")
-    ap.add_argument("--no-progress", action="store_true")
+    ap = argparse.ArgumentParser(
+        prog="miue grid", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n", 1)[1].strip() if "\n\n" in __doc__ else __doc__,
+        epilog="examples:\n"
+               "  miue grid 01_at_a_glance --profile cpu --dry-run\n"
+               "  miue grid 03_effective_ues_reduce_mi --profile smoke --cluster local --jobs 2\n"
+               "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --jobs 8\n")
+    ap.add_argument("chapter", choices=sorted({**CHAPTERS, **STUDIES}), metavar="CHAPTER",
+                    help="a chapter or study: " + ", ".join(sorted({**CHAPTERS, **STUDIES})))
+    ap.add_argument("--profile", default="cpu", help="smoke, cpu, full, gpu or paper (default cpu)")
+    ap.add_argument("--cluster", default="inline", choices=CLUSTERS, help="where jobs run (default inline)")
+    ap.add_argument("--jobs", type=int, default=1, help="jobs at a time (local), or the Slurm array's parallelism")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per job (default: 2 inline, 1 otherwise; cpus_per_task on Slurm)")
+    ap.add_argument("--partition", default=None, help="Slurm partition")
+    ap.add_argument("--timeout-min", type=int, default=24 * 60, help="a job's time limit in minutes (default 1440)")
+    ap.add_argument("--mem-gb", type=float, default=None, help="memory per Slurm job")
+    ap.add_argument("--runs", default=None, help="run records folder (default data/runs, or $MIUE_RUNS)")
+    ap.add_argument("--cache", default=None, help="artifacts folder (default data/cache, or $MIUE_CACHE)")
+    ap.add_argument("--folder", default=None, help="submitit's job folder (default <cache>/grid-jobs)")
+    ap.add_argument("--dry-run", action="store_true", help="list the specs with their recorded or estimated cost")
+    ap.add_argument("--throughput", type=float, default=None,
+                    help="with --dry-run: scale the estimate to another device by this speed-up over the records")
+    ap.add_argument("--json", default=None, help="also write the outcomes (state, runs computed) to this file")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (inline)")
     args = ap.parse_args(argv)
-    p = profile(args.profile)
-    store = RunStore()
+    try:
+        p = profile(args.profile)
+    except ProfileError as exc:
+        print(f"miue grid: {exc}", file=sys.stderr)
+        return 2
+    store = RunStore(args.runs, args.cache)
     specs = chapter_specs(args.chapter, p)
-    missing = []
+    rates: dict = {}
+    total_missing = 0.0
+    unknown = 0
     for s in specs:
-        kind = s.run_kind if isinstance(s, StoredSpec) else s.kind
-        rec = store.get(kind, s.config())
-        state = f"recorded ({rec['provenance']['wall_time_s'] / 60:.1f} min)" if rec else "missing"
-        print(f"{s.address}  {state:>22}  {s.describe()}")
-        if rec is None:
-            missing.append(s)
-    print(f"{len(specs)} runs, {len(missing)} missing", flush=True)
+        sec, how = estimate_seconds(s, store, rates)
+        recorded = how == "recorded"
+        if not recorded:
+            if sec is None:
+                unknown += 1
+            else:
+                total_missing += sec
+        cost = "?" if sec is None else f"{sec / 60:.1f} min"
+        print(f"{s.address:<28} {'recorded' if recorded else 'missing':>8}  {cost:>10}  "
+              f"{'' if recorded else how + '  '}{s.describe()}")
+    missing = missing_specs(specs, store)
+    scale = args.throughput or 1.0
+    print(f"{len(specs)} runs, {len(missing)} missing; estimated {total_missing / 3600 / scale:.2f} hours "
+          f"for the missing ones" + (f" at {scale:g}x the recording device's speed" if args.throughput else
+                                     " on the recording device (2-core CPU)")
+          + (f", {unknown} without an estimate" if unknown else ""), flush=True)
     if args.dry_run:
         return 0
-    for s in missing:  # in the listed order; a run computes what it depends on first (its poison …)
-        if isinstance(s, StoredSpec):
-            print(f"skipping {s.describe()}: computed by its chapter's own module", file=sys.stderr)
-            continue
-        if store.get(s.kind, s.config()) is None:
-            print(f"== {s.describe()} ({s.address})", flush=True)
-            ex.run(s, store, progress=not args.no_progress, device=p.device)
-    return 0
+    stored = [s for s in missing if isinstance(s, StoredSpec)]
+    for s in stored:
+        print(f"skipping {s.describe()}: computed by its chapter's notebook", file=sys.stderr)
+    outcomes = dispatch(specs, cluster=args.cluster, store=store, folder=args.folder, jobs=args.jobs,
+                        threads=args.threads, device=p.device, timeout_min=args.timeout_min,
+                        partition=args.partition, mem_gb=args.mem_gb,
+                        progress=not args.no_progress and args.cluster == "inline")
+    if outcomes:
+        print(_report(outcomes))
+    if args.json:
+        import dataclasses
+        import json
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1) + "\n")
+    return 0 if all(o.state == "COMPLETED" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

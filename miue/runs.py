@@ -381,6 +381,7 @@ class RunStore:
         self.cache = Path(cache or os.environ.get("MIUE_CACHE") or DATA_ROOT / "cache")
         self.poll_seconds = poll_seconds
         self.lease = lease
+        self.computed: list[str] = []  # addresses this store object computed and recorded, in order
 
     def record_path(self, kind: str, h: str) -> Path:
         return self.root / kind / f"{h}.json"
@@ -616,6 +617,7 @@ class RunStore:
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
                 tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
                 os.replace(tmp, path)
+                self.computed.append(f"{kind}/{h}")
             elapsed_path.unlink(missing_ok=True)
             return record
         finally:

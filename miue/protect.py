@@ -1,0 +1,706 @@
+"""Protecting a folder of one's own images: ``miue protect IN_DIR OUT_DIR`` and ``miue verify OUT_DIR``.
+
+What a data owner gets. ``protect`` reads a folder of images (PNG, JPEG and other still formats PIL reads,
+any size; class sub-folders, or one folder = one class), computes an unlearnable perturbation for each
+(MI-UE by default, Algorithm 1) and writes PNGs with the same relative names and sizes, plus
+``manifest.json``. When the owner has one class only, the one-class mode of the paper's App. G.1 applies: a
+reference set (Fashion-MNIST, CIFAR-10/100 where present, or any folder of class sub-folders) plays the
+other classes during generation and is never written out.
+
+How an image of any size is protected. The source model works at a fixed ``size`` × ``size`` RGB input
+(32 by default). Each image is shrunk to it by area averaging, the attack computes δ there, and δ is brought
+back to the image's own resolution by bilinear interpolation (a convex combination, so |δ| ≤ ε still holds),
+rounded to whole 8-bit levels and clipped to ⌊255 ε⌋ levels: the written image differs from the original by
+at most ε after resizing and quantisation, which is checked for every image and reported in the manifest.
+EXIF orientation is applied first, then every metadata chunk is dropped; an alpha channel is kept unchanged;
+grayscale images get the mean of δ over the channels and stay grayscale.
+
+``verify`` is the owner's check: it holds out part of each protected class (the clean originals), trains one
+victim on the protected images mixed with the reference set and one control victim on the clean originals,
+and reports the held-out accuracy of the protected classes for both.
+
+Both are runs of the run store (kinds ``protect`` and ``verify``, in ``OUT_DIR/.miue`` from the command line):
+an interrupted generation or victim resumes from its last epoch; writing resumes file by file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data import Augmentation, ImageDataset, load, stratified_subset
+from .runs import RunStore, file_sha256
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+MAX_EPSILON = 16 / 255
+DELTA_FILE = "delta.safetensors"
+MANIFEST = "manifest.json"
+STATE_DIR = ".miue"
+JOURNAL = "written.jsonl"
+REFERENCES = ("fashion-mnist", "cifar10", "cifar100", "none")
+
+
+class ProtectError(ValueError):
+    """Bad input to protect or verify: the message says what is wrong and what to do."""
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def parse_epsilon(text) -> float:
+    """'8/255', '8', '0.0314' → the budget on the [0, 1] pixel scale (a bare integer ≥ 1 means levels)."""
+    try:
+        value = float(Fraction(str(text).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ProtectError(f"--epsilon {text!r} is not a number; write it as 8/255 (or 0.0314)") from None
+    if value >= 1 and float(value).is_integer():
+        value /= 255  # '8' means 8 levels
+    if not 0 < value < 1:
+        raise ProtectError(f"--epsilon {text!r} must lie between 0 and 1 on the pixel scale (8/255 is the default)")
+    return value
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    path: Path  # absolute
+    rel: str  # relative to the input folder, posix
+    label: str  # class name
+    sha256: str
+    size: tuple[int, int]  # (width, height) after EXIF orientation
+    mode: str
+
+
+def _layout(root: Path) -> tuple[list[Path], str]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    top = [p for p in images if p.parent == root]
+    nested = [p for p in images if p.parent != root]
+    if top and nested:
+        raise ProtectError(f"{root} holds images both at its top level ({top[0].name}, …) and in sub-folders "
+                           f"({nested[0].relative_to(root)}, …): put every image in a class sub-folder, or all "
+                           "of them in the one folder (one class)")
+    return images, ("classes" if nested else "one folder")
+
+
+def open_image(path: Path):
+    """The image at ``path`` as a PIL image with EXIF orientation applied; ProtectError when unreadable,
+    truncated or animated."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        im = Image.open(path)
+    except (UnidentifiedImageError, OSError) as exc:
+        if "truncat" in str(exc).lower():
+            raise ProtectError(f"{path}: the file is damaged or cut short ({exc}); re-export it or remove it")
+        raise ProtectError(f"{path}: not a readable image ({exc}); remove it or replace it with a PNG or JPEG")
+    with im:
+        if getattr(im, "is_animated", False) or getattr(im, "n_frames", 1) > 1:
+            raise ProtectError(f"{path}: an animated or multi-frame image ({getattr(im, 'n_frames', '?')} frames);"
+                               " protect each frame as its own PNG, or remove it")
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ProtectError(f"{path}: the file is damaged or cut short ({exc}); re-export it or remove it")
+        return ImageOps.exif_transpose(im).copy()
+
+
+def _rgb_array(im) -> tuple[torch.Tensor, str, torch.Tensor | None]:
+    """(uint8 C×H×W with C = 1 or 3, the written mode 'L'/'RGB'/'RGBA', the alpha plane or None)."""
+    import numpy as np
+    alpha = None
+    if im.mode in ("L", "I;16", "I", "F", "1"):
+        if im.mode != "L":
+            im = im.convert("L")
+        return torch.from_numpy(np.asarray(im).copy())[None], "L", None
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        a = np.asarray(im)
+        alpha = torch.from_numpy(a[..., 3].copy())
+        return torch.from_numpy(a[..., :3].copy()).permute(2, 0, 1).contiguous(), "RGBA", alpha
+    im = im.convert("RGB")
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous(), "RGB", None
+
+
+def to_model_input(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 C×H×W (C = 1 or 3) → uint8 3×size×size: area-average down (bilinear up for smaller sides)."""
+    x = pixels.float()[None]
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    h, w = x.shape[-2:]
+    mode = "area" if h >= size and w >= size else "bilinear"
+    kw = {} if mode == "area" else {"align_corners": False}
+    y = F.interpolate(x, size=(size, size), mode=mode, **kw)
+    return y.round().clamp(0, 255).to(torch.uint8)[0]
+
+
+def protected_pixels(pixels: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """The written image: ``pixels`` (uint8 C×H×W) + δ (3×s×s, [0, 1] scale) resized to H×W, in whole levels,
+    within ⌊255 ε⌋ levels of ``pixels`` and inside [0, 255]."""
+    c, h, w = pixels.shape
+    up = F.interpolate(delta.float()[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    if c == 1:
+        up = up.mean(0, keepdim=True)
+    k = math.floor(eps * 255 + 1e-6)
+    levels = (up * 255).round().clamp(-k, k)
+    return (pixels.float() + levels).clamp(0, 255).to(torch.uint8)
+
+
+def image_stats(before: torch.Tensor, after: torch.Tensor) -> dict:
+    diff = (after.int() - before.int())
+    mse = diff.float().pow(2).mean().item()
+    return {"linf_levels": int(diff.abs().max()), "psnr_db": (round(10 * math.log10(255 ** 2 / mse), 3)
+                                                              if mse > 0 else None)}
+
+
+def scan(in_dir: str | Path, size: int) -> tuple[list[SourceImage], str]:
+    """Every image under ``in_dir`` (hidden entries skipped), validated; (images, layout)."""
+    root = Path(in_dir).resolve()
+    if not root.is_dir():
+        raise ProtectError(f"IN_DIR {in_dir} is not a folder")
+    paths, layout = _layout(root)
+    if not paths:
+        raise ProtectError(f"{in_dir} holds no images (PNG or JPEG, in the folder or in class sub-folders)")
+    out, problems, small = [], [], []
+    stems: dict[str, str] = {}
+    for p in paths:
+        rel = p.relative_to(root).as_posix()
+        written = str(Path(rel).with_suffix(".png"))
+        if written in stems:
+            raise ProtectError(f"{rel} and {stems[written]} would both be written as {written}: rename one of them")
+        stems[written] = rel
+        try:
+            im = open_image(p)
+        except ProtectError as exc:
+            problems.append(str(exc))
+            continue
+        if min(im.size) < size:
+            small.append(f"{rel} ({im.size[0]}×{im.size[1]})")
+        label = p.relative_to(root).parts[0] if layout == "classes" else root.name
+        out.append(SourceImage(p, rel, label, file_sha256(p), im.size, im.mode))
+    if problems:
+        raise ProtectError(f"{len(problems)} of {len(paths)} files cannot be protected:\n  " + "\n  ".join(problems))
+    if small:
+        raise ProtectError(f"{len(small)} images are smaller than the model's {size}×{size} input: "
+                           f"{', '.join(small[:5])}{' …' if len(small) > 5 else ''}; remove or enlarge them, "
+                           "or choose a smaller --size")
+    return out, layout
+
+
+def _inputs_digest(images: list[SourceImage]) -> str:
+    h = hashlib.sha256()
+    for s in images:
+        h.update(f"{s.rel}\t{s.label}\t{s.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def _check_folders(in_dir: Path, out_dir: Path) -> None:
+    a, b = in_dir.resolve(), out_dir.resolve()
+    if a == b or a in b.parents:
+        raise ProtectError(f"OUT_DIR {out_dir} is inside IN_DIR {in_dir}: protect never writes into the input "
+                           "folder; choose an OUT_DIR outside it")
+    if b in a.parents:
+        raise ProtectError(f"IN_DIR {in_dir} is inside OUT_DIR {out_dir}: choose an OUT_DIR that does not hold "
+                           "the input folder")
+
+
+# --------------------------------------------------------------------------------------- reference
+
+def reference_set(reference: str, size: int, n: int | None, seed: int = 0, split: str = "train") -> ImageDataset:
+    """The classes that play "everyone else" in one-class mode: a dataset name or a folder of class
+    sub-folders, as ``size``×``size`` RGB; ``n`` images, class-balanced (all when None)."""
+    if reference in ("fashion-mnist", "cifar10", "cifar100"):
+        ds = stratified_subset(load(reference, split), n, seed)
+        x = ds.images.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear" if x.shape[-1] < size else "area",
+                              **({"align_corners": False} if x.shape[-1] < size else {}))
+        return ImageDataset(reference, split, x.round().clamp(0, 255).to(torch.uint8), ds.labels, ds.classes)
+    folder = Path(reference)
+    if not folder.is_dir():
+        raise ProtectError(f"--reference {reference!r} is neither a dataset ({', '.join(REFERENCES)}) nor a folder")
+    images, layout = scan(folder, size)
+    if layout != "classes":
+        raise ProtectError(f"--reference folder {folder} must hold class sub-folders (one per class)")
+    classes = tuple(sorted({s.label for s in images}))
+    x = torch.stack([to_model_input(_rgb_array(open_image(s.path))[0], size) for s in images])
+    y = torch.tensor([classes.index(s.label) for s in images])
+    ds = ImageDataset(folder.name, "train", x, y, classes)
+    return stratified_subset(ds, n, seed)
+
+
+# ------------------------------------------------------------------------------------------ protect
+
+@dataclass
+class Protection:
+    """What :func:`protect` did: the run record, the manifest written, and where."""
+
+    record: dict
+    manifest: dict
+    out_dir: Path
+    written: int = 0
+    skipped: int = 0
+    warnings: list = field(default_factory=list)
+
+
+def protect_config(images: list[SourceImage], method: str, eps: float, profile_name: str = "cpu",
+                   reference: str = "fashion-mnist", reference_size: int | None = None, size: int = 32,
+                   seed: int = 0) -> dict:
+    """The frozen config of a protection run (the attack's full settings included)."""
+    from . import experiments as ex
+    from .attacks import ATTACKS
+    from .profiles import profile
+    if method not in ATTACKS:
+        raise ProtectError(f"unknown --method {method!r}; choose one of {', '.join(sorted(ATTACKS))}")
+    p = profile(profile_name)
+    attack = ex.attack_config(p, method, eps=eps, seed=seed)
+    owner_classes = sorted({s.label for s in images})
+    if reference == "none" and len(owner_classes) < 2:
+        raise ProtectError("one class and --reference none: an unlearnable perturbation needs other classes; "
+                           "give a --reference (fashion-mnist, cifar10, or a folder of class sub-folders)")
+    ref = None
+    if reference != "none":
+        n = reference_size if reference_size is not None else p.n_train or 4000
+        ref = {"name": reference if reference in REFERENCES else _folder_digest(Path(reference), size),
+               "size": n, "subset_seed": 0}
+    return {"method": method, "attack": attack, "eps": eps, "input_size": size, "profile": profile_name,
+            "owner_classes": owner_classes, "inputs": {"count": len(images), "digest": _inputs_digest(images)},
+            "reference": ref}
+
+
+def _folder_digest(folder: Path, size: int) -> str:
+    images, _ = scan(folder, size)
+    return f"folder:{folder.name}:{_inputs_digest(images)[:16]}"
+
+
+def _generation_data(images: list[SourceImage], cfg: dict, reference: str) -> tuple[ImageDataset, torch.Tensor]:
+    """(the dataset the attack runs on: reference classes first, then the owner's; owner positions)."""
+    size = cfg["input_size"]
+    owner_classes = cfg["owner_classes"]
+    owner_x = torch.stack([to_model_input(_rgb_array(open_image(s.path))[0], size) for s in images])
+    if cfg["reference"] is None:
+        y = torch.tensor([owner_classes.index(s.label) for s in images])
+        return ImageDataset("owner", "train", owner_x, y, tuple(owner_classes), Augmentation()), torch.arange(len(y))
+    ref = reference_set(reference, size, cfg["reference"]["size"], cfg["reference"]["subset_seed"])
+    offset = ref.num_classes
+    y = torch.tensor([offset + owner_classes.index(s.label) for s in images])
+    data = ImageDataset("owner+" + ref.name, "train", torch.cat([ref.images, owner_x]), torch.cat([ref.labels, y]),
+                        tuple(ref.classes) + tuple(owner_classes), Augmentation())
+    return data, torch.arange(len(ref), len(ref) + len(images))
+
+
+def _compute_protection(images, cfg, reference, device, progress):
+    from .attacks import ATTACKS
+    from .experiments import _encode
+
+    def compute(ctx):
+        data, owner = _generation_data(images, cfg, reference)
+        attack = ATTACKS[cfg["method"]](**cfg["attack"])
+        poison = attack.generate(data, device=device, progress=progress, checkpoint=ctx.checkpoint())
+        delta = poison.delta[owner].float().contiguous()
+        digest = ctx.save_artifact(DELTA_FILE, {"delta": delta})
+        ctx.checkpoint().remove()
+        stats, samples = [], {}
+        for i, s in enumerate(images):
+            px, _, _ = _rgb_array(open_image(s.path))
+            stats.append(image_stats(px, protected_pixels(px, delta[i], cfg["eps"])))
+        for i in range(min(4, len(images))):  # small before/after pictures for the book
+            px, _, _ = _rgb_array(open_image(images[i].path))
+            after = protected_pixels(px, delta[i], cfg["eps"])
+            samples[images[i].rel] = {"before": _encode(to_model_input(px, 96)),
+                                      "after": _encode(to_model_input(after, 96)),
+                                      "delta": _encode(((after.float() - px.float()).mean(0) + 128).round()
+                                                       .clamp(0, 255).to(torch.uint8))}
+        psnr = [s["psnr_db"] for s in stats if s["psnr_db"] is not None]
+        checks = poison.meta.get("checks", {})
+        return {"metrics": {"images": len(images), "classes": len(cfg["owner_classes"]),
+                            "generation_images": len(data),
+                            "max_linf_levels": max(s["linf_levels"] for s in stats),
+                            "mean_psnr_db": sum(psnr) / len(psnr) if psnr else None,
+                            "min_psnr_db": min(psnr) if psnr else None,
+                            "source_checks": {k: v for k, v in checks.items() if isinstance(v, (int, float))}},
+                "history": poison.meta.get("history", []), "samples": samples, "artifacts": {DELTA_FILE: digest}}
+    return compute
+
+
+def _png_bytes(pixels: torch.Tensor, mode: str, alpha: torch.Tensor | None) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+    arr = pixels.permute(1, 2, 0).numpy() if pixels.shape[0] == 3 else pixels[0].numpy()
+    if mode == "RGBA":
+        arr = np.concatenate([arr, alpha.numpy()[..., None]], axis=2)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr), mode).save(buf, format="PNG")  # no info, no EXIF: metadata dropped
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", epsilon="8/255",
+            profile_name: str = "cpu", reference: str = "fashion-mnist", reference_size: int | None = None,
+            size: int = 32, seed: int = 0, device: str = "auto", force: bool = False, progress: bool = True,
+            store: RunStore | None = None) -> Protection:
+    """Protect every image under ``in_dir`` into ``out_dir`` (see the module docstring)."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    eps = parse_epsilon(epsilon)
+    if eps > MAX_EPSILON + 1e-12 and not force:
+        raise ProtectError(f"--epsilon {epsilon} is above 16/255: such noise is plainly visible. Use --force if "
+                           "you mean it")
+    if size < 8:
+        raise ProtectError(f"--size {size} is too small for the source model; use 32 (the default) or more")
+    _check_folders(in_dir, out_dir)
+    from .train import resolve_device
+    device = resolve_device(device)
+    images, layout = scan(in_dir, size)
+    cfg = protect_config(images, method, eps, profile_name, reference, reference_size, size, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = store or RunStore(out_dir / STATE_DIR / "runs", out_dir / STATE_DIR / "cache")
+    compute = _compute_protection(images, cfg, reference, device, progress)
+    record = store.get_or_compute("protect", cfg, compute, device=str(device), seed=seed)
+    h = record["hash"]
+    path = store.verified_artifact("protect", h, DELTA_FILE)
+    if path is None:  # the record is kept (a committed one, say) but its δ is not in this cache: regenerate it
+        store.get_or_compute("protect", cfg, compute, device=str(device), seed=seed, force=True, write=False)
+        path = store.verified_artifact("protect", h, DELTA_FILE)
+    from .checkpoint import load_tensors
+    delta = load_tensors(path)[0]["delta"]
+    result = Protection(record, {}, out_dir)
+    journal_path = out_dir / STATE_DIR / JOURNAL
+    journal = {}
+    if journal_path.exists():
+        for line in journal_path.read_text().splitlines():
+            try:
+                e = json.loads(line)
+                journal[e["path"]] = e
+            except (ValueError, KeyError):
+                continue  # a line cut by an interruption
+    entries = []
+    from tqdm.auto import tqdm
+    with open(journal_path, "a") as jf:
+        for i, s in enumerate(tqdm(images, desc="writing", disable=not progress, leave=False, mininterval=1.0)):
+            rel_out = Path(s.rel).with_suffix(".png").as_posix()
+            target = out_dir / rel_out
+            done = journal.get(rel_out)
+            if (done and done["sha256_in"] == s.sha256 and done["run"] == h and target.exists()
+                    and file_sha256(target) == done["sha256_out"]):
+                entries.append(done)
+                result.skipped += 1
+                continue
+            px, mode, alpha = _rgb_array(open_image(s.path))
+            after = protected_pixels(px, delta[i], eps)
+            st = image_stats(px, after)
+            if st["linf_levels"] > math.floor(eps * 255 + 1e-6):  # the guarantee, checked on what is written
+                raise RuntimeError(f"{s.rel}: {st['linf_levels']} levels exceed the budget; nothing more written")
+            data = _png_bytes(after, mode, alpha)
+            _atomic_write(target, data)
+            e = {"path": rel_out, "source": s.rel, "class": s.label, "run": h, "sha256_in": s.sha256,
+                 "sha256_out": hashlib.sha256(data).hexdigest(), "size": list(s.size), "mode_in": s.mode,
+                 "mode_out": mode, "linf_levels": st["linf_levels"], "linf": st["linf_levels"] / 255,
+                 "psnr_db": st["psnr_db"]}
+            jf.write(json.dumps(e) + "\n")
+            jf.flush()
+            entries.append(e)
+            result.written += 1
+    a = cfg["attack"]
+    manifest = {
+        "miue_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "method": method, "epsilon": f"{round(eps * 255, 4):g}/255", "epsilon_value": eps,
+        "settings": a, "profile": profile_name, "seed": seed,
+        "source_model": {"architecture": a.get("model"), "width": a.get("width"), "input": [3, size, size],
+                         "epochs": a.get("epochs")},
+        "resize": {"to_model": "area average (bilinear when a side is smaller)", "back": "bilinear",
+                   "quantisation": "rounded to whole levels, clipped to floor(255 eps) levels and to [0, 255]"},
+        "layout": layout, "classes": cfg["owner_classes"],
+        "one_class_mode": cfg["reference"] is not None and len(cfg["owner_classes"]) == 1,
+        "reference": None if cfg["reference"] is None else {"set": reference, **cfg["reference"]},
+        "input_dir": str(in_dir.resolve()), "run": f"protect/{h}",
+        "summary": {"images": len(entries), "max_linf_levels": max(e["linf_levels"] for e in entries),
+                    "min_psnr_db": min((e["psnr_db"] for e in entries if e["psnr_db"] is not None), default=None)},
+        "images": entries,
+    }
+    _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    result.manifest = manifest
+    return result
+
+
+# ------------------------------------------------------------------------------------------- verify
+
+def read_manifest(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise ProtectError(f"{out_dir} has no {MANIFEST}: run 'miue protect IN_DIR {out_dir}' first (or let an "
+                           "interrupted protect finish)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise ProtectError(f"{path} is not valid JSON: run 'miue protect' again to rewrite it") from None
+
+
+def _split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g).tolist()
+    k = max(1, round(holdout * n))
+    if k >= n:
+        raise ProtectError(f"a class with {n} images cannot hold out {k} for testing: add images or lower --holdout")
+    return sorted(perm[k:]), sorted(perm[:k])
+
+
+def verify_config(manifest: dict, profile_name: str, holdout: float, seed: int, reference_size: int | None) -> dict:
+    from . import experiments as ex
+    from .profiles import profile
+    p = profile(profile_name)
+    spec = ex.victim_spec(p, "clean", seed)
+    ref = manifest["reference"]
+    return {"protect_run": manifest["run"],
+            "outputs": hashlib.sha256("".join(e["sha256_out"] for e in manifest["images"]).encode()).hexdigest(),
+            "reference": None if ref is None else {"set": ref["set"], "size": reference_size or ref["size"],
+                                                   "test_size": p.n_test or 1000},
+            "holdout": holdout, "split_seed": 0, "model": spec.model, "width": spec.width,
+            "recipe": dataclasses.asdict(spec.recipe), "seed": seed, "input_size": manifest["source_model"]["input"][1]}
+
+
+def verify(out_dir: str | Path, *, reference: str | None = None, originals: str | Path | None = None,
+           profile_name: str = "cpu", holdout: float = 0.25, seed: int = 0, reference_size: int | None = None,
+           device: str = "auto", progress: bool = True, store: RunStore | None = None) -> dict:
+    """Record (kind ``verify``) of the owner's check: protected-class test accuracy of a victim trained on
+    the protected images (plus the reference set) against a control victim trained on the clean originals."""
+    from .models import create_model
+    from .train import Recipe, evaluate, fit, per_class_accuracy, resolve_device
+    device = resolve_device(device)
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    if not 0 < holdout < 1:
+        raise ProtectError(f"--holdout {holdout} must lie strictly between 0 and 1")
+    if reference is not None and manifest["reference"] is not None and reference != manifest["reference"]["set"]:
+        warnings.warn(f"verifying with --reference {reference}; the images were protected against "
+                      f"{manifest['reference']['set']}", stacklevel=2)
+    if manifest["reference"] is not None and reference is not None:
+        manifest = {**manifest, "reference": {**manifest["reference"], "set": reference}}
+    src = Path(originals or manifest["input_dir"])
+    cfg = verify_config(manifest, profile_name, holdout, seed, reference_size)
+    size = cfg["input_size"]
+    store = store or RunStore(out_dir / STATE_DIR / "runs", out_dir / STATE_DIR / "cache")
+    for e in manifest["images"]:  # what is verified is what was written
+        f = out_dir / e["path"]
+        if not f.is_file() or file_sha256(f) != e["sha256_out"]:
+            raise ProtectError(f"{f} is missing or differs from the manifest: run 'miue protect' again")
+
+    def compute(ctx):
+        owner_classes = manifest["classes"]
+        by_class: dict[str, list] = {}
+        for e in manifest["images"]:
+            by_class.setdefault(e["class"], []).append(e)
+        ref = ref_test = None
+        if cfg["reference"] is not None:
+            ref = reference_set(cfg["reference"]["set"], size, cfg["reference"]["size"], 0, "train")
+            ref_test = reference_set(cfg["reference"]["set"], size, cfg["reference"]["test_size"], 1, "test")
+        offset = 0 if ref is None else ref.num_classes
+        tr_prot, tr_clean, tr_y, te_x, te_y = [], [], [], [], []
+        for c, name in enumerate(owner_classes):
+            members = by_class.get(name, [])
+            train_idx, test_idx = _split(len(members), holdout, cfg["split_seed"] + c)
+            for i in train_idx:
+                e = members[i]
+                original = src / e["source"]
+                if not original.is_file() or file_sha256(original) != e["sha256_in"]:
+                    raise ProtectError(f"{original}: the original of {e['path']} is missing or changed; pass "
+                                       "--originals IN_DIR (the folder protect read)")
+                protected_file = out_dir / e["path"]
+                tr_prot.append(to_model_input(_rgb_array(open_image(protected_file))[0], size))
+                tr_clean.append(to_model_input(_rgb_array(open_image(original))[0], size))
+                tr_y.append(offset + c)
+            for i in test_idx:
+                te_x.append(to_model_input(_rgb_array(open_image(src / members[i]["source"]))[0], size))
+                te_y.append(offset + c)
+        classes = (tuple(ref.classes) if ref is not None else ()) + tuple(owner_classes)
+        owner_test = ImageDataset("owner", "test", torch.stack(te_x), torch.tensor(te_y), classes)
+        metrics, history = {}, {}
+        for arm, owner_x in (("protected", tr_prot), ("control", tr_clean)):
+            x, y = torch.stack(owner_x), torch.tensor(tr_y)
+            if ref is not None:
+                x, y = torch.cat([ref.images, x]), torch.cat([ref.labels, y])
+            train = ImageDataset("verify", "train", x, y, classes, Augmentation())
+            torch.manual_seed(cfg["seed"])
+            model = create_model(cfg["model"], len(classes), 3, size, cfg["width"])
+            hist = fit(model, train, Recipe(**cfg["recipe"]), seed=cfg["seed"], device=device, progress=progress,
+                       checkpoint=ctx.checkpoint(arm), desc=f"verify: {arm} victim")
+            per_class = per_class_accuracy(model, owner_test, device)
+            m = {"protected_class_acc": {n: per_class[offset + c] for c, n in enumerate(owner_classes)},
+                 "protected_classes_acc": evaluate(model, owner_test, device)[1],
+                 "train_acc": hist[-1]["train_acc"]}
+            if ref_test is not None:
+                m["reference_acc"] = evaluate(model, ref_test, device)[1]
+            metrics[arm] = m
+            history[arm] = hist
+            ctx.checkpoint(arm).remove()
+        metrics["n_train_owner"] = len(tr_y)
+        metrics["n_test_owner"] = len(te_y)
+        metrics["n_reference"] = 0 if ref is None else len(ref)
+        return {"metrics": metrics, "history": [{"arm": a, **h} for a in history for h in history[a]]}
+
+    return store.get_or_compute("verify", cfg, compute, device=str(device), seed=seed)
+
+
+def verify_table(record: dict) -> str:
+    m = record["metrics"]
+    rows = [("held-out accuracy of the protected class(es)", "protected_classes_acc"),
+            ("accuracy on the reference test set", "reference_acc"), ("final training accuracy", "train_acc")]
+    lines = [f"{'':<46}{'protected':>11}{'control':>11}"]
+    for label, key in rows:
+        if key in m["protected"]:
+            lines.append(f"{label:<46}{m['protected'][key]:>10.1%} {m['control'][key]:>10.1%}")
+    for name, acc in m["protected"]["protected_class_acc"].items():
+        lines.append(f"{'  class ' + name:<46}{acc:>10.1%} {m['control']['protected_class_acc'][name]:>10.1%}")
+    lines.append(f"({m['n_train_owner']} protected training images, {m['n_test_owner']} held-out originals, "
+                 f"{m['n_reference']} reference images)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+PROTECT_HELP = """Protect a folder of images with unlearnable perturbations.
+
+Reads every image under IN_DIR (PNG, JPEG, and other still formats; any size; class sub-folders, or the
+folder as one class) and writes a protected PNG for each under OUT_DIR with the same relative name and
+size, plus OUT_DIR/manifest.json (method, settings, ε, source model, seed, per-image l∞ and PSNR). Each
+written image differs from its original by at most ε in every pixel and channel, after resizing and
+8-bit quantisation. Metadata (EXIF and the like) is dropped, after EXIF orientation is applied.
+
+With one class, a reference set (--reference) plays the other classes while the perturbation is
+computed (one-class mode, the MI-UE paper's App. G.1); it is never written out.
+
+An interrupted run resumes where it stopped (state in OUT_DIR/.miue). IN_DIR is never written to.
+"""
+
+VERIFY_HELP = """Check that a protected folder is unlearnable.
+
+Holds out a quarter (--holdout) of each protected class as clean originals, trains one victim on the rest
+of the protected images mixed with the reference set and one control victim on the same images
+unprotected, and prints the held-out accuracy of the protected classes for both. Protection works when
+the protected victim's accuracy is far below the control's.
+"""
+
+
+def _common(ap):
+    ap.add_argument("--profile", default="cpu",
+                    help="generation and training budgets: smoke (seconds), cpu (minutes, default), gpu, paper")
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--reference-size", type=int, default=None,
+                    help="reference images, class-balanced (default: the profile's training-set size)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def protect_main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="miue protect", description=PROTECT_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  miue protect photos/ photos-protected/ --method miue "
+                                        "--epsilon 8/255\n  miue verify photos-protected/")
+    ap.add_argument("in_dir", metavar="IN_DIR", help="folder of images to protect (read only)")
+    ap.add_argument("out_dir", metavar="OUT_DIR", help="where the protected PNGs and manifest.json go")
+    from .attacks import ATTACKS
+    ap.add_argument("--method", default="miue", choices=sorted(ATTACKS), help="the attack (default miue)")
+    ap.add_argument("--epsilon", default="8/255", help="l∞ budget: 8/255 (default), 4/255 …; above 16/255 needs "
+                                                       "--force")
+    ap.add_argument("--reference", default="fashion-mnist",
+                    help="the other classes in one-class mode: fashion-mnist (default), cifar10, cifar100, a "
+                         "folder of class sub-folders, or none (needs two classes of your own)")
+    ap.add_argument("--size", type=int, default=32, help="the source model's input side in pixels (default 32)")
+    ap.add_argument("--force", action="store_true", help="allow an ε above 16/255")
+    _common(ap)
+    args = ap.parse_args(argv)
+    try:
+        r = protect(args.in_dir, args.out_dir, method=args.method, epsilon=args.epsilon, profile_name=args.profile,
+                    reference=args.reference, reference_size=args.reference_size, size=args.size, seed=args.seed,
+                    device=args.device, force=args.force, progress=not args.quiet)
+    except ProtectError as exc:
+        print(f"miue protect: {exc}", file=sys.stderr)
+        return 2
+    s = r.manifest["summary"]
+    print(f"protected {s['images']} images into {r.out_dir} ({r.written} written, {r.skipped} already there); "
+          f"max change {s['max_linf_levels']} levels (ε = {r.manifest['epsilon']}), lowest PSNR "
+          f"{s['min_psnr_db']} dB; manifest: {r.out_dir / MANIFEST}")
+    return 0
+
+
+def verify_main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="miue verify", description=VERIFY_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out_dir", metavar="OUT_DIR", help="a folder written by miue protect")
+    ap.add_argument("--reference", default=None, help="the reference set (default: the one protect used)")
+    ap.add_argument("--originals", default=None, help="the folder protect read (default: as in the manifest)")
+    ap.add_argument("--holdout", type=float, default=0.25, help="fraction of each class held out (default 0.25)")
+    ap.add_argument("--json", default=None, help="also write the verify record to this file")
+    _common(ap)
+    args = ap.parse_args(argv)
+    try:
+        rec = verify(args.out_dir, reference=args.reference, originals=args.originals, profile_name=args.profile,
+                     holdout=args.holdout, seed=args.seed, reference_size=args.reference_size, device=args.device,
+                     progress=not args.quiet)
+    except ProtectError as exc:
+        print(f"miue verify: {exc}", file=sys.stderr)
+        return 2
+    print(verify_table(rec))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rec, indent=1) + "\n")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- demo photos
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # colour photographs inside scikit-image's package
+
+
+def sample_photos(dest: str | Path, crops: int = 12, side: tuple[int, int] = (48, 160), seed: int = 0,
+                  photos=PHOTOS) -> Path:
+    """A folder of real photographs for trying protect: ``crops`` random crops of each photograph in
+    ``photos`` that ships inside scikit-image (``skimage/data``; sides between ``side``), one class
+    sub-folder per photograph; colour crops saved as JPEG, grayscale ones as PNG."""
+    import numpy as np
+    from PIL import Image
+    try:
+        import skimage
+    except ImportError:
+        raise ProtectError("the demo photographs come with scikit-image: pip install scikit-image") from None
+    folder = Path(skimage.__file__).parent / "data"
+    dest = Path(dest)
+    rng = np.random.default_rng(seed)
+    for name in sorted(os.listdir(folder)):
+        if name.rsplit(".", 1)[0] not in photos or not name.endswith((".png", ".jpg")):
+            continue
+        im = Image.open(folder / name)
+        im.load()
+        stem = name.rsplit(".", 1)[0]
+        out = dest / stem
+        out.mkdir(parents=True, exist_ok=True)
+        for k in range(crops):
+            s = int(rng.integers(side[0], min(side[1], *im.size) + 1))
+            x0, y0 = int(rng.integers(0, im.size[0] - s + 1)), int(rng.integers(0, im.size[1] - s + 1))
+            crop = im.crop((x0, y0, x0 + s, y0 + int(s * rng.uniform(0.75, 1.0))))
+            if crop.mode in ("RGB", "RGBA"):
+                crop.convert("RGB").save(out / f"{stem}-{k:02d}.jpg", quality=92)
+            else:
+                crop.convert("L").save(out / f"{stem}-{k:02d}.png")
+    return dest

@@ -1,0 +1,88 @@
+"""``miue grid``: waves by dependency, failures reported, and concurrent grids over one store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from miue import experiments as ex
+from miue import grid
+from miue.chapters import chapter_specs
+from miue.profiles import profile
+from miue.runs import RunStore
+
+
+def test_waves_put_each_run_after_what_it_depends_on(tmp_path):
+    p = profile("smoke")
+    specs = chapter_specs("grid_check", p)
+    w = grid.waves(specs, RunStore(tmp_path / "runs", tmp_path / "cache"))
+    first = {s.address for s in w[0]}
+    assert ex.poison_spec(p, "random").address in first
+    assert {s.address for s in w[1]} == {ex.victim_spec(p, "random", s).address for s in (0, 1)}
+    assert sum(len(x) for x in w) == len(specs) == 5
+
+
+def test_a_failed_run_skips_its_dependents_and_the_grid_goes_on(tmp_path, monkeypatch):
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    poison = ex.poison_spec(p, "random")
+    real = grid.run_job
+
+    def flaky(spec, *a, **k):
+        if spec.address == poison.address:
+            raise RuntimeError("node lost")
+        return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
+
+    monkeypatch.setattr(grid, "run_job", flaky)
+    out = {o.address: o for o in grid.dispatch(chapter_specs("grid_check", p), store=store, log=lambda *_: None)}
+    assert out[poison.address].state == "FAILED" and "node lost" in out[poison.address].detail
+    for s in (0, 1):
+        assert out[ex.victim_spec(p, "random", s).address].state == "SKIPPED"
+        assert out[ex.victim_spec(p, "clean", s).address].state == "COMPLETED"
+    assert real is not flaky
+
+
+@pytest.mark.slow
+def test_two_concurrent_local_grids_compute_every_run_exactly_once(tmp_path):
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "miue.cli", "grid", "grid_check", "--profile", "smoke",
+                               "--cluster", "local", "--jobs", "2", "--runs", str(runs), "--cache", str(cache),
+                               "--folder", str(tmp_path / f"jobs{i}"), "--json", str(tmp_path / f"out{i}.json")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for i in range(2)]
+    logs = [p.communicate(timeout=900)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    computed = [a for i in range(2) for o in json.loads((tmp_path / f"out{i}.json").read_text())
+                for a in o["computed"]]
+    expected = {s.address for s in chapter_specs("grid_check", profile("smoke"))}
+    assert sorted(computed) == sorted(expected), logs  # each of the 5 runs computed once, by one of the grids
+    store = RunStore(runs, cache)
+    assert all(store.get(s.kind, s.config()) is not None for s in chapter_specs("grid_check", profile("smoke")))
+    again = subprocess.run([sys.executable, "-m", "miue.cli", "grid", "grid_check", "--profile", "smoke",
+                            "--runs", str(runs), "--cache", str(cache), "--dry-run"], capture_output=True, text=True)
+    assert "5 runs, 0 missing" in again.stdout
+
+
+def test_audit_sample_reruns_a_recorded_run_and_finds_the_same_numbers(tmp_path):
+    from miue import audit
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    with pytest.raises(LookupError, match="no recorded run of the smoke profile"):
+        audit.sample_audit(p, 1, seed=0, store=store)
+    ex.run(ex.victim_spec(p, "clean", 0), store, progress=False, device="cpu")
+    rec = audit.sample_audit(p, 1, seed=0, store=store)
+    m = rec["metrics"]
+    assert [r["address"] for r in m["runs"]] == [ex.victim_spec(p, "clean", 0).address]
+    assert m["all_hold"] and any(r["metric"] == "test_acc" for r in m["rows"])
+    # a record that no longer matches what the code computes is caught
+    bad = dict(rec["metrics"]["rows"][0])
+    rows = audit.compare({"metrics": {"test_acc": 0.9}}, {"metrics": {"test_acc": 0.5}}, {"victim_acc": 0.005,
+                                                                                        "relative": 0.01})
+    assert rows[0]["holds"] is False and bad
+    assert "NO" in audit.audit_table({"metrics": {"rows": [{"address": "a", **rows[0]}],
+                                                  "runs": [{"address": "a", "what": "x"}]}}).to_string()

@@ -1,0 +1,207 @@
+"""``miue protect`` and ``miue verify`` as a data owner uses them: real files in, real PNGs out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from miue import protect as pr
+from miue.runs import RunStore
+
+SMALL = dict(profile_name="smoke", reference_size=60, progress=False)
+
+
+def _photo(rng, w, h, base):
+    """A smooth colour image (gradient + blobs), so JPEG keeps it and classes differ."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([base[0] + 60 * np.sin(xx / (7 + c)) + 40 * np.cos(yy / (5 + c)) for c in range(3)], -1)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _sha_tree(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """An owner's folder: two classes; JPEG with an EXIF rotation, grayscale PNG, RGBA PNG, odd sizes."""
+    root = tmp_path_factory.mktemp("protect")
+    src = root / "in"
+    rng = np.random.default_rng(0)
+    for c, (name, base) in enumerate((("cats", (90, 120, 60)), ("mugs", (200, 60, 150)))):
+        (src / name).mkdir(parents=True)
+        for k in range(8):
+            w, h = int(rng.integers(34, 90)), int(rng.integers(34, 70))
+            arr = _photo(rng, w, h, base)
+            if k == 0:  # EXIF orientation 6: displayed rotated by 90°
+                exif = Image.Exif()
+                exif[0x0112] = 6
+                exif[0x010F] = "CameraMaker"
+                Image.fromarray(arr).save(src / name / f"{k}.jpg", quality=95, exif=exif.tobytes())
+            elif k == 1:
+                Image.fromarray(arr).convert("L").save(src / name / f"{k}.png")
+            elif k == 2:
+                a = np.dstack([arr, np.full(arr.shape[:2], 200, np.uint8)])
+                Image.fromarray(a, "RGBA").save(src / name / f"{k}.png")
+            else:
+                Image.fromarray(arr).save(src / name / f"{k}.jpg", quality=90)
+    before = _sha_tree(src)
+    out = root / "out"
+    result = pr.protect(src, out, **SMALL)
+    return src, out, result, before
+
+
+def test_outputs_are_pngs_of_the_same_names_sizes_and_within_budget(folders):
+    src, out, result, before = folders
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["summary"]["images"] == 16 and result.written == 16
+    assert manifest["classes"] == ["cats", "mugs"] and manifest["layout"] == "classes"
+    assert manifest["epsilon"] == "8/255" and manifest["method"] == "miue"
+    for e in manifest["images"]:
+        original = pr.open_image(src / e["source"])  # EXIF orientation applied
+        written = Image.open(out / e["path"])
+        assert e["path"] == str(Path(e["source"]).with_suffix(".png"))
+        assert written.format == "PNG" and written.size == original.size
+        assert not written.info.get("exif") and not written.getexif()
+        assert written.mode == {"L": "L", "RGBA": "RGBA"}.get(original.mode, "RGB")
+        a = np.asarray(original.convert(written.mode)).astype(int)
+        b = np.asarray(written).astype(int)
+        assert np.abs(a - b).max() <= 8, e["path"]  # ⌊255 · 8/255⌋ levels after resizing and rounding
+        assert np.abs(a - b).max() == e["linf_levels"]
+        if written.mode == "RGBA":
+            assert (b[..., 3] == a[..., 3]).all()  # alpha untouched
+        assert np.abs(a - b).max() > 0
+    rotated = pr.open_image(src / "cats" / "0.jpg")
+    assert rotated.size == Image.open(src / "cats" / "0.jpg").size[::-1]
+
+
+def test_protect_never_writes_into_the_input_folder(folders):
+    src, out, result, before = folders
+    assert _sha_tree(src) == before
+
+
+def test_an_interrupted_protect_resumes_file_by_file(folders):
+    src, out, result, before = folders
+    outputs = _sha_tree(out)
+    (out / "mugs" / "3.png").unlink()
+    again = pr.protect(src, out, **SMALL)
+    assert again.written == 1 and again.skipped == 15
+    assert {k: v for k, v in _sha_tree(out).items() if k.endswith(".png")} == \
+        {k: v for k, v in outputs.items() if k.endswith(".png")}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "bad.png").write_bytes(b"not an image at all"), "not a readable image"),
+    (lambda d: (d / "cut.jpg").write_bytes(_jpeg_bytes()[:600]), "damaged or cut short"),
+    (lambda d: _animated_gif(d / "anim.gif"), "animated"),
+    (lambda d: Image.new("RGB", (20, 40)).save(d / "tiny.png"), "smaller than the model's 32×32 input"),
+])
+def test_bad_inputs_are_refused_with_one_clear_message(tmp_path, make, message):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_photo(np.random.default_rng(1), 40, 40, (100, 100, 100))).save(src / "ok.png")
+    make(src)
+    with pytest.raises(pr.ProtectError, match=message):
+        pr.protect(src, tmp_path / "out", **SMALL)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def _jpeg_bytes():
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(_photo(np.random.default_rng(2), 64, 64, (50, 90, 200))).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _animated_gif(path):
+    frames = [Image.new("RGB", (40, 40), c) for c in ("red", "blue")]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def test_folders_and_budget_are_checked_before_anything_is_computed(tmp_path):
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(src / "a" / "x.png")
+    with pytest.raises(pr.ProtectError, match="inside IN_DIR"):
+        pr.protect(src, src / "protected", **SMALL)
+    with pytest.raises(pr.ProtectError, match="inside OUT_DIR"):
+        pr.protect(src, tmp_path, **SMALL)
+    with pytest.raises(pr.ProtectError, match="above 16/255.*--force"):
+        pr.protect(src, tmp_path / "out", epsilon="20/255", **SMALL)
+    with pytest.raises(pr.ProtectError, match="one class and --reference none"):
+        pr.protect(src, tmp_path / "out", reference="none", **SMALL)
+    Image.new("RGB", (40, 40)).save(src / "top.png")
+    with pytest.raises(pr.ProtectError, match="both at its top level"):
+        pr.protect(src, tmp_path / "out", **SMALL)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, value", [("8/255", 8 / 255), ("8", 8 / 255), ("0.0314", 0.0314), (" 4/255 ", 4 / 255)])
+def test_epsilon_parsing(text, value):
+    assert pr.parse_epsilon(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-1/255", "2.5", "1/0"])
+def test_bad_epsilon_is_refused(text):
+    with pytest.raises(pr.ProtectError, match="epsilon"):
+        pr.parse_epsilon(text)
+
+
+def test_resizing_keeps_the_budget_for_any_size():
+    import torch
+    g = torch.Generator().manual_seed(0)
+    delta = (torch.rand(3, 32, 32, generator=g) * 2 - 1) * (8 / 255)
+    for h, w in ((32, 32), (33, 97), (500, 41)):
+        px = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+        out = pr.protected_pixels(px, delta, 8 / 255)
+        assert out.shape == px.shape and out.dtype == torch.uint8
+        assert (out.int() - px.int()).abs().max() <= 8
+
+
+def test_verify_trains_a_protected_and_a_control_victim(folders, tmp_path):
+    src, out, result, before = folders
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    rec = pr.verify(out, profile_name="smoke", reference_size=60, progress=False, store=store)
+    m = rec["metrics"]
+    assert set(m["protected"]["protected_class_acc"]) == {"cats", "mugs"}
+    assert m["n_train_owner"] == 12 and m["n_test_owner"] == 4 and m["n_reference"] == 60
+    for arm in ("protected", "control"):
+        assert 0 <= m[arm]["protected_classes_acc"] <= 1 and 0 <= m[arm]["reference_acc"] <= 1
+    assert "protected" in pr.verify_table(rec)
+    # the same check again reads the record
+    assert pr.verify(out, profile_name="smoke", reference_size=60, progress=False, store=store)["hash"] == rec["hash"]
+
+
+def test_verify_refuses_a_changed_protected_file(folders, tmp_path):
+    src, out, result, before = folders
+    target = out / "cats" / "4.png"
+    keep = target.read_bytes()
+    try:
+        Image.new("RGB", Image.open(target).size).save(target)
+        with pytest.raises(pr.ProtectError, match="differs from the manifest"):
+            pr.verify(out, profile_name="smoke", reference_size=60, progress=False,
+                      store=RunStore(tmp_path / "runs", tmp_path / "cache"))
+    finally:
+        target.write_bytes(keep)
+
+
+def test_cli_reads_like_a_man_page_and_refuses_cleanly(tmp_path):
+    exe = [sys.executable, "-m", "miue.cli"]
+    top = subprocess.run(exe + ["--help"], capture_output=True, text=True)
+    assert "protect" in top.stdout and "verify" in top.stdout and "grid" in top.stdout
+    helptext = subprocess.run(exe + ["protect", "--help"], capture_output=True, text=True).stdout
+    for word in ("IN_DIR", "OUT_DIR", "--epsilon", "--reference", "manifest.json", "resumes"):
+        assert word in helptext
+    (tmp_path / "in").mkdir()
+    r = subprocess.run(exe + ["protect", str(tmp_path / "in"), str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("miue protect:") and "holds no images" in r.stderr
+    assert "Traceback" not in r.stderr
