@@ -144,8 +144,11 @@ def candidates(p: Profile, store: RunStore, max_minutes: float | None = None) ->
             rec = store.get(s.kind, s.config())
             if rec is None:
                 continue
-            if max_minutes is not None and rec["provenance"]["wall_time_s"] > 60 * max_minutes:
-                continue
+            if max_minutes is not None:  # what a re-run costs: the run and what it reads, as recorded
+                deps = [store.get(d.kind, d.config()) for d in s.dependencies()]
+                cost = rec["provenance"]["wall_time_s"] + sum(d["provenance"]["wall_time_s"] for d in deps if d)
+                if cost > 60 * max_minutes:
+                    continue
             out.append(s)
     return sorted(out, key=lambda s: s.address)
 
@@ -166,22 +169,33 @@ def sample_audit(p: Profile, k: int = 1, seed: int | None = None, store: RunStor
     chosen = random.Random(seed).sample(pool, min(k, len(pool)))
     drifts = [d for d in RunStore().records("drift") if d["config"]["victim"].get("n_train") == p.n_train]
     tol = tolerances(drifts[0] if drifts else None)
-    cfg = {"profile": p.name, "sample": [s.address for s in chosen], "seed": seed, "tolerances": tol}
+    cfg = {"profile": p.name, "sample": [s.address for s in chosen], "seed": seed, "tolerances": tol,
+           "dependency_threads": "recorded"}
+    device = p.device if p.device != "auto" else "cpu"
+
+    def threads_of(rec) -> int:
+        return int(rec["provenance"].get("torch_threads") or 1)
 
     def compute(ctx):
         rows, runs = [], []
         for i, s in enumerate(chosen):
             old = store.get(s.kind, s.config())
-            threads = int(old["provenance"].get("torch_threads") or 1)
-            new, _ = rerun(s, threads, ctx.artifacts / f"rerun-{i}", progress, p.device if p.device != "auto"
-                           else "cpu")
+            threads = threads_of(old)
+            scratch = ctx.artifacts / f"rerun-{i}"
+            # what the run reads (its poison, its victim …) is recomputed first, each with the thread count
+            # its own record names: a victim trained at 1 thread is another victim than at 2
+            for dep in reversed(s.dependencies()):
+                dep_rec = store.get(dep.kind, dep.config())
+                if dep_rec is not None:
+                    rerun(dep, threads_of(dep_rec), scratch, progress, device)
+            new, _ = rerun(s, threads, scratch, progress, device)
             cmp = compare(old, new, tol)
             runs.append({"address": s.address, "what": s.describe(), "threads": threads,
                          "recorded_seconds": old["provenance"]["wall_time_s"],
                          "rerun_seconds": new["provenance"]["wall_time_s"],
                          "metrics_compared": len(cmp), "metrics_holding": sum(r["holds"] for r in cmp)})
             rows += [{"address": s.address, **r} for r in cmp]
-            shutil.rmtree(ctx.artifacts / f"rerun-{i}", ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
         return {"metrics": {"runs": runs, "rows": rows, "all_hold": all(r["holds"] for r in rows)}}
 
     return store.get_or_compute("audit", cfg, compute, device="cpu", seed=seed)
@@ -216,7 +230,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--sample", type=int, default=None, metavar="K", help="audit K random recorded runs")
     ap.add_argument("--seed", type=int, default=None, help="which runs --sample picks (default: random)")
-    ap.add_argument("--max-minutes", type=float, default=None, help="--sample only runs recorded as shorter")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="--sample only runs whose recorded time, with what they read, is shorter")
     ap.add_argument("--runs", default=None, help="run records folder (default data/runs, or $MIUE_RUNS)")
     ap.add_argument("--cache", default=None, help="artifacts folder (default data/cache, or $MIUE_CACHE)")
     ap.add_argument("--victim", default="clean", help="drift study: the victim's method")

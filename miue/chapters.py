@@ -64,7 +64,8 @@ def _at_a_glance(p: Profile) -> list:
     seed = p.seeds[0]
     for e in sorted(set(p.budget_epochs) | {ex.attack_config(p, "miue")["epochs"]}):
         specs.append(ex.victim_spec(p, "miue", seed, epochs=e))
-    train_n = p.n_train if p.n_train is not None else len(ex.datasets(p)[0])
+    from .data import TRAIN_SIZES
+    train_n = p.n_train if p.n_train is not None else TRAIN_SIZES.get(p.dataset) or len(ex.datasets(p)[0])
     for n in sorted(set(p.sizes)):
         if n != train_n:
             pn = p.override(n_train=n)
@@ -111,6 +112,25 @@ def _sal(p: Profile) -> list:
     return specs + [ex.poison_spec(p, m) for m in methods if m != "clean"]
 
 
+def _protect(p: Profile) -> list:
+    """The end-to-end example of ``miue protect`` / ``miue verify`` (notebook ``protect``), per method."""
+    from . import protect as pr
+    crops, ref = (12, 100) if p.name == "smoke" else (100, 1000)
+    out = []
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="miue-demo-") as tmp:
+        images, _ = pr.scan(pr.sample_photos(f"{tmp}/photos", crops=crops), 32)
+        for m in ("miue", "em", "ap"):
+            cfg = pr.protect_config(images, m, 8 / 255, p.name, "fashion-mnist", ref, 32, 0)
+            out.append(_stored("protect", cfg, f"protect the demo photographs with {m}"))
+            rec = RunStore().get("protect", cfg)
+            if rec is not None:  # the verify run's config names its protect run
+                vcfg = pr.verify_config(f"protect/{rec['hash']}", {"set": "fashion-mnist", **cfg["reference"]}, 32,
+                                        p.name, 0.25, 0)
+                out.append(_stored("verify", vcfg, f"verify the {m} protection"))
+    return out
+
+
 CHAPTERS = {
     "01_at_a_glance": _at_a_glance,
     "02_measuring_mutual_information": _measuring_mi,
@@ -119,6 +139,7 @@ CHAPTERS = {
     "05_sharpness_aware_learnability": _sal,
     "06_theorems_on_examples": lambda p: [],
     "07_notes_on_the_papers": lambda p: [],
+    "protect": _protect,
 }
 
 

@@ -255,6 +255,9 @@ def _not_found(name: str, exc: Exception | None = None) -> DatasetNotFoundError:
 
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet-subset", "digits")
+# images in each fixed training split and their side (to size runs without loading the data)
+TRAIN_SIZES = {"fashion-mnist": 60000, "cifar10": 50000, "cifar100": 50000, "digits": 1347}
+SIDES = {"fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "imagenet-subset": 224, "digits": 8}
 
 
 def load(name: str, split: str = "train", root: str | Path | None = None, download: bool = True) -> ImageDataset:

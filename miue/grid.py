@@ -29,9 +29,9 @@ from .runs import RunStore
 from .specs import PoisonSpec, VictimSpec
 
 CLUSTERS = ("inline", "local", "slurm")
-# images in a whole training split, for specs with n_train=None
-SPLIT_SIZES = {"fashion-mnist": 60000, "cifar10": 50000, "cifar100": 50000, "digits": 1437}
-PIXELS = {"fashion-mnist": 28 * 28, "cifar10": 32 * 32, "cifar100": 32 * 32, "digits": 8 * 8}
+from .data import SIDES, TRAIN_SIZES as SPLIT_SIZES
+
+PIXELS = {name: side * side for name, side in SIDES.items()}
 
 
 # ------------------------------------------------------------------------------------------------ jobs
@@ -305,6 +305,33 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
         return None, "no estimate"
     rate, k = rates[w[0]]
     return rate * w[1], f"estimated from {k} records"
+
+
+def chapter_estimates(p, store: RunStore | None = None):
+    """Per chapter at profile ``p``: runs listed, recorded, and hours (recorded + estimated for the missing
+    ones, on the recording device), with the count of runs nothing could be scaled from."""
+    import pandas as pd
+    store = store or RunStore()
+    rates: dict = {}
+    rows, earlier = [], set()
+    for chapter in CHAPTERS:
+        specs = chapter_specs(chapter, p)
+        have = new_h = 0
+        hours, unknown = 0.0, 0
+        for s in specs:
+            sec, how = estimate_seconds(s, store, rates)
+            have += how == "recorded"
+            if sec is None:
+                unknown += 1
+                continue
+            hours += sec / 3600
+            if s.address not in earlier:
+                new_h += sec / 3600
+        earlier |= {s.address for s in specs}
+        rows.append({"chapter": chapter, "runs": len(specs), "recorded": have,
+                     "estimated hours (all its runs)": round(hours, 1), "new to this chapter": round(new_h, 1),
+                     "runs without an estimate": unknown})
+    return pd.DataFrame(rows).set_index("chapter")
 
 
 # ------------------------------------------------------------------------------------------------- CLI

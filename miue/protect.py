@@ -77,7 +77,8 @@ class SourceImage:
     path: Path  # absolute
     rel: str  # relative to the input folder, posix
     label: str  # class name
-    sha256: str
+    sha256: str  # of the file
+    pixels_sha256: str  # of the decoded pixels (after EXIF orientation): what the run depends on
     size: tuple[int, int]  # (width, height) after EXIF orientation
     mode: str
 
@@ -188,7 +189,8 @@ def scan(in_dir: str | Path, size: int) -> tuple[list[SourceImage], str]:
         if min(im.size) < size:
             small.append(f"{rel} ({im.size[0]}×{im.size[1]})")
         label = p.relative_to(root).parts[0] if layout == "classes" else root.name
-        out.append(SourceImage(p, rel, label, file_sha256(p), im.size, im.mode))
+        pixels = hashlib.sha256(f"{im.mode}{im.size}".encode() + im.tobytes()).hexdigest()
+        out.append(SourceImage(p, rel, label, file_sha256(p), pixels, im.size, im.mode))
     if problems:
         raise ProtectError(f"{len(problems)} of {len(paths)} files cannot be protected:\n  " + "\n  ".join(problems))
     if small:
@@ -201,7 +203,7 @@ def scan(in_dir: str | Path, size: int) -> tuple[list[SourceImage], str]:
 def _inputs_digest(images: list[SourceImage]) -> str:
     h = hashlib.sha256()
     for s in images:
-        h.update(f"{s.rel}\t{s.label}\t{s.sha256}\n".encode())
+        h.update(f"{s.rel}\t{s.label}\t{s.pixels_sha256}\n".encode())
     return h.hexdigest()
 
 
@@ -317,7 +319,8 @@ def _compute_protection(images, cfg, reference, device, progress):
         for i, s in enumerate(images):
             px, _, _ = _rgb_array(open_image(s.path))
             stats.append(image_stats(px, protected_pixels(px, delta[i], cfg["eps"])))
-        for i in range(min(4, len(images))):  # small before/after pictures for the book
+        firsts = [next(i for i, s in enumerate(images) if s.label == c) for c in cfg["owner_classes"]][:4]
+        for i in firsts:  # small before/after pictures for the book, one per class
             px, _, _ = _rgb_array(open_image(images[i].path))
             after = protected_pixels(px, delta[i], cfg["eps"])
             samples[images[i].rel] = {"before": _encode(to_model_input(px, 96)),
@@ -334,6 +337,18 @@ def _compute_protection(images, cfg, reference, device, progress):
                             "source_checks": {k: v for k, v in checks.items() if isinstance(v, (int, float))}},
                 "history": poison.meta.get("history", []), "samples": samples, "artifacts": {DELTA_FILE: digest}}
     return compute
+
+
+def budget_text(attack: dict) -> str:
+    """An attack config's generation budget in words (epochs, rounds or restarts, with PGD steps)."""
+    if "max_rounds" in attack:
+        return (f"up to {attack['max_rounds']} rounds of {attack['train_steps']} training steps + "
+                f"{attack['pgd_steps']} PGD steps (stops at {100 * attack['stop_error']:g}% error)")
+    if "restarts" in attack:
+        return (f"source trained {attack['source_epochs']} epochs, then {attack['restarts']} × "
+                f"{attack['iterations']} PGD steps")
+    return f"{attack.get('epochs', '?')} epochs" + (f" × {attack['pgd_steps']} PGD steps" if "pgd_steps" in attack
+                                                   else "")
 
 
 def _png_bytes(pixels: torch.Tensor, mode: str, alpha: torch.Tensor | None) -> bytes:
@@ -386,6 +401,7 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
     delta = load_tensors(path)[0]["delta"]
     result = Protection(record, {}, out_dir)
     journal_path = out_dir / STATE_DIR / JOURNAL
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
     journal = {}
     if journal_path.exists():
         for line in journal_path.read_text().splitlines():
@@ -465,18 +481,20 @@ def _split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
     return sorted(perm[k:]), sorted(perm[:k])
 
 
-def verify_config(manifest: dict, profile_name: str, holdout: float, seed: int, reference_size: int | None) -> dict:
+def verify_config(protect_run: str, reference: dict | None, input_size: int, profile_name: str = "cpu",
+                  holdout: float = 0.25, seed: int = 0, reference_size: int | None = None) -> dict:
+    """The frozen config of a verify run: the protection it checks, the reference set, the split and the
+    victims' recipe (the profile's)."""
     from . import experiments as ex
     from .profiles import profile
     p = profile(profile_name)
     spec = ex.victim_spec(p, "clean", seed)
-    ref = manifest["reference"]
-    return {"protect_run": manifest["run"],
-            "outputs": hashlib.sha256("".join(e["sha256_out"] for e in manifest["images"]).encode()).hexdigest(),
-            "reference": None if ref is None else {"set": ref["set"], "size": reference_size or ref["size"],
-                                                   "test_size": p.n_test or 1000},
+    return {"protect_run": protect_run,
+            "reference": None if reference is None else {"set": reference["set"],
+                                                         "size": reference_size or reference["size"],
+                                                         "test_size": p.n_test or 1000},
             "holdout": holdout, "split_seed": 0, "model": spec.model, "width": spec.width,
-            "recipe": dataclasses.asdict(spec.recipe), "seed": seed, "input_size": manifest["source_model"]["input"][1]}
+            "recipe": dataclasses.asdict(spec.recipe), "seed": seed, "input_size": input_size}
 
 
 def verify(out_dir: str | Path, *, reference: str | None = None, originals: str | Path | None = None,
@@ -497,7 +515,8 @@ def verify(out_dir: str | Path, *, reference: str | None = None, originals: str 
     if manifest["reference"] is not None and reference is not None:
         manifest = {**manifest, "reference": {**manifest["reference"], "set": reference}}
     src = Path(originals or manifest["input_dir"])
-    cfg = verify_config(manifest, profile_name, holdout, seed, reference_size)
+    cfg = verify_config(manifest["run"], manifest["reference"], manifest["source_model"]["input"][1], profile_name,
+                        holdout, seed, reference_size)
     size = cfg["input_size"]
     store = store or RunStore(out_dir / STATE_DIR / "runs", out_dir / STATE_DIR / "cache")
     for e in manifest["images"]:  # what is verified is what was written
@@ -704,3 +723,33 @@ def sample_photos(dest: str | Path, crops: int = 12, side: tuple[int, int] = (48
             else:
                 crop.convert("L").save(out / f"{stem}-{k:02d}.png")
     return dest
+
+
+def demo(method: str = "miue", profile_name: str = "cpu", crops: int = 100, reference_size: int = 1000,
+         seed: int = 0, store: RunStore | None = None, workdir: str | Path | None = None,
+         progress: bool = True) -> tuple[dict, dict]:
+    """(protect record, verify record) of the book's end-to-end example: :func:`sample_photos` (``crops``
+    crops of each of four photographs, one class each) protected against a Fashion-MNIST reference of
+    ``reference_size`` images, then verified. Reads the records from ``store``; computes only what is
+    missing (the photographs are re-cut, deterministically, in a temporary folder to find the records)."""
+    import tempfile
+    store = store or RunStore()
+    with tempfile.TemporaryDirectory(prefix="miue-demo-") as tmp:
+        work = Path(workdir or tmp)
+        photos = sample_photos(work / "photos", crops=crops, seed=seed)
+        images, _ = scan(photos, 32)
+        cfg = protect_config(images, method, 8 / 255, profile_name, "fashion-mnist", reference_size, 32, seed)
+        out = work / f"protected-{method}"
+        prec = store.get("protect", cfg)
+        kw = dict(method=method, profile_name=profile_name, reference_size=reference_size, seed=seed,
+                  progress=progress, store=store)
+        if prec is None:
+            prec = protect(photos, out, **kw).record
+        vcfg = verify_config(f"protect/{prec['hash']}", {"set": "fashion-mnist", **cfg["reference"]}, 32,
+                             profile_name, 0.25, seed)
+        vrec = store.get("verify", vcfg)
+        if vrec is None:
+            if not (out / MANIFEST).exists():
+                protect(photos, out, **kw)
+            vrec = verify(out, profile_name=profile_name, seed=seed, progress=progress, store=store)
+        return prec, vrec

@@ -186,7 +186,8 @@ class MISpec(Spec):
         return [self.victim, *self.victim.dependencies()]
 
     def describe(self) -> str:
-        return f"MI ({self.estimator}) of {self.victim.describe()}"
+        how = self.estimator + (", shared directions" if self.shared_directions else "")
+        return f"MI ({how}) of {self.victim.describe()}"
 
 
 @dataclass(frozen=True)

@@ -205,3 +205,21 @@ def test_cli_reads_like_a_man_page_and_refuses_cleanly(tmp_path):
     r = subprocess.run(exe + ["protect", str(tmp_path / "in"), str(tmp_path / "out")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("miue protect:") and "holds no images" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_one_folder_is_one_class_protected_against_the_reference(tmp_path):
+    src = tmp_path / "my-drawings"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        Image.fromarray(_photo(rng, 40 + k, 50, (120, 80, 40))).save(src / f"d{k}.png")
+    images, layout = pr.scan(src, 32)
+    assert layout == "one folder" and {s.label for s in images} == {"my-drawings"}
+    cfg = pr.protect_config(images, "miue", 8 / 255, "smoke", "fashion-mnist", 60)
+    assert cfg["owner_classes"] == ["my-drawings"] and cfg["reference"]["size"] == 60
+    data, owner = pr._generation_data(images, cfg, "fashion-mnist")
+    assert data.num_classes == 11 and data.classes[-1] == "my-drawings"  # ten reference classes + the owner's
+    assert (data.labels[owner] == 10).all() and len(owner) == 3 and data.images.shape[1:] == (3, 32, 32)
+    # the run depends on the pixels, not on how the file was encoded
+    Image.open(src / "d0.png").save(src / "d0.png", optimize=True, compress_level=1)
+    assert pr._inputs_digest(pr.scan(src, 32)[0]) == pr._inputs_digest(images)
