@@ -12,14 +12,16 @@ def test_every_model_is_h_after_g_on_small_images(name, shape):
     c, h, _ = shape
     m = create_model(name, 10, c, h, width=WIDTH.get(name, 0.125))
     assert isinstance(m, Classifier)
-    x = torch.rand(2, *shape)
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
     m.eval()
     z = m.features(x)
     assert z.ndim == 2 and z.shape == (2, m.feature_dim)
     logits = m(x)
     assert logits.shape == (2, 10)
     with torch.no_grad():  # g is the penultimate layer: the head's weights change logits, never features
-        m.head.weight.add_(1.0)
+        # a random change, not a constant one: a constant adds sum(z) to every logit, and layer-normed
+        # features (ViT) sum to about 0
+        m.head.weight.add_(torch.randn(m.head.weight.shape, generator=torch.Generator().manual_seed(1)))
     assert torch.allclose(m.features(x), z)
     assert z.abs().sum() == 0 or not torch.allclose(m(x), logits)
 
