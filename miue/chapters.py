@@ -155,8 +155,24 @@ def _grid_check(p: Profile) -> list:
     return [ex.victim_spec(p, m, s) for m in ("clean", "random") for s in (0, 1)]
 
 
+def _size_curve(p: Profile) -> list:
+    """The scale issue's gap-against-size curve: victims (seed 0) of clean, EM, AP and MI-UE on stratified
+    subsets of 1k to 30k training images at the profile's settings (60k is the full profile's grid)."""
+    methods = ["clean", "em", "ap", "miue"]
+    return [ex.victim_spec(p.override(n_train=n), m, p.seeds[0]) for n in (1000, 2000, 8000, 16000, 30000)
+            for m in methods]
+
+
+def _width_curve(p: Profile) -> list:
+    """The same against width (feature dimension 64 · width/0.125 for ResNet-18) at 4k and 16k images."""
+    methods = ["clean", "em", "ap", "miue"]
+    return [ex.victim_spec(p.override(n_train=n, width=w), m, p.seeds[0]) for n in (4000, 16000)
+            for w in (0.25, 0.5, 1.0) for m in methods]
+
+
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
-STUDIES = {"paper_sample_size": _paper_sample_size, "grid_check": _grid_check}
+STUDIES = {"paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
+           "width_curve": _width_curve}
 
 
 def chapter_specs(chapter: str, p: Profile) -> list:

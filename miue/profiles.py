@@ -219,7 +219,8 @@ PROFILES: dict[str, Profile] = {
                      attacks={"em": {"max_rounds": 2, "pgd_steps": 10, "step_size": 1.6 / 255},
                               "ap": {"source_epochs": 3, "restarts": 1, "iterations": 10, "step_ratio": 0.2},
                               "miue": {"epochs": 3, "step_size": 2 / 255, "lr": 0.1},
-                              "miue-code": {"epochs": 3, "step_size": 2 / 255}},
+                              # the code's ramp (0.2 → 0.4/255, ×2) scaled like the cpu profile's: 2 → 4/255
+                              "miue-code": {"epochs": 3, "step_size": 2 / 255, "step_size_final": 4 / 255}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],

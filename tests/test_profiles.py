@@ -27,3 +27,15 @@ def test_bad_overrides_are_rejected(kwargs, error, message):
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile 'fast'.*smoke"):
         profile("fast")
+
+
+def test_the_code_variant_step_ramps_up_at_every_profile_as_in_the_authors_code():
+    """The authors' code ramps the PGD step up (0.2/255 → 0.4/255); a profile that sets a larger start
+    step without its own final step would ramp it down instead."""
+    from miue import experiments as ex
+    from miue.profiles import PROFILES
+    for name, p in PROFILES.items():
+        cfg = ex.attack_config(p, "miue-code")
+        start = cfg.get("step_size", 0.2 / 255)
+        final = cfg.get("step_size_final", 0.4 / 255)
+        assert final >= start, (name, start * 255, final * 255)
