@@ -44,6 +44,11 @@ class StoredSpec(Spec):
         return self.what or self.address
 
 
+def kind_of(spec) -> str:
+    """The run kind of any listed spec (a run spec's ``kind``, a stored spec's ``run_kind``)."""
+    return spec.run_kind if isinstance(spec, StoredSpec) else spec.kind
+
+
 def _stored(kind: str, cfg: dict, what: str) -> StoredSpec:
     return StoredSpec(kind, json.dumps(cfg, sort_keys=True), what)
 
@@ -193,8 +198,7 @@ def cost_table(p: Profile, store: RunStore | None = None):
         specs = chapter_specs(chapter, p)
         seconds, new_seconds, have, devices = 0.0, 0.0, 0, set()
         for s in specs:
-            kind = s.run_kind if isinstance(s, StoredSpec) else s.kind
-            rec = store.get(kind, s.config())
+            rec = store.get(kind_of(s), s.config())
             if rec is not None:
                 have += 1
                 seconds += rec["provenance"]["wall_time_s"]

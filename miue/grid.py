@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import experiments as ex
-from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_specs
+from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_specs, kind_of
 from .profiles import ProfileError, profile
 from .runs import RunStore
 from .specs import PoisonSpec, VictimSpec
@@ -62,13 +62,9 @@ class Outcome:
     job_id: str | None = None
 
 
-def _kind(spec) -> str:
-    return spec.run_kind if isinstance(spec, StoredSpec) else spec.kind
-
-
 def missing_specs(specs, store: RunStore) -> list:
     """The specs without a record in ``store`` (in the listed order)."""
-    return [s for s in specs if store.get(_kind(s), s.config()) is None]
+    return [s for s in specs if store.get(kind_of(s), s.config()) is None]
 
 
 def waves(specs, store: RunStore) -> list[list]:
@@ -287,10 +283,10 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
 def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
     """(seconds, how) for ``spec``: its recorded wall time, or an estimate from the records of the same kind
     and method in ``store`` scaled by images × epochs × width² × pixels (None when there is nothing to scale)."""
-    rec = store.get(_kind(spec), spec.config())
+    rec = store.get(kind_of(spec), spec.config())
     if rec is not None:
         return rec["provenance"]["wall_time_s"], "recorded"
-    w = _work(spec.config(), _kind(spec))
+    w = _work(spec.config(), kind_of(spec))
     if w is None:
         return None, "no estimate"
     rates = _rates if _rates is not None else {}
