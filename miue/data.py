@@ -274,3 +274,15 @@ def load(name: str, split: str = "train", root: str | Path | None = None, downlo
     if name == "digits":
         return _load_digits(split)
     return _load_imagenet_subset(split, root)
+
+
+def available_datasets(root: str | Path | None = None) -> list[str]:
+    """The datasets of :data:`DATASETS` that load on this machine without downloading (the test split)."""
+    out = []
+    for name in DATASETS:
+        try:
+            load(name, "test", root, download=False)
+        except (DatasetNotFoundError, OSError, RuntimeError, ValueError):
+            continue
+        out.append(name)
+    return out

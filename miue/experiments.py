@@ -153,7 +153,8 @@ def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
         if f.name != POISON_FILE:
             f.unlink()
     idx = _sample_indices(train)
-    metrics = {"generation_seconds": seconds, "n_train": len(train), **result.meta["checks"]}
+    metrics = {"generation_seconds": seconds, "n_train": len(train), "eps": result.eps, "norm": result.norm,
+               **result.meta["checks"]}
     for key in ("converged", "rounds", "target_success"):
         if key in result.meta:
             metrics[key] = result.meta[key]

@@ -204,6 +204,44 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
     return MODELS[name](num_classes, in_channels, image_size, width)
 
 
+class Normalized(nn.Module):
+    """Subtract a per-channel mean and divide by a std before ``body`` (differentiable: PGD runs through it)."""
+
+    def __init__(self, body: nn.Module, mean, std):
+        super().__init__()
+        self.body = body
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.body((x - self.mean) / self.std)
+
+
+# ImageNet channel statistics (torchvision's); one channel takes their mean
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def normalize_inputs(model: Classifier, in_channels: int) -> Classifier:
+    """``model`` with ImageNet mean/std normalization in front of its feature extractor g (as the MI-UE authors'
+    ResNet does); a single-channel input uses the means of the three channels' statistics."""
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if in_channels != 3:
+        mean, std = (sum(mean) / 3,) * in_channels, (sum(std) / 3,) * in_channels
+    return Classifier(Normalized(model.features, mean, std), model.head)
+
+
+def kaiming_normal_init(model: nn.Module) -> nn.Module:
+    """He-normal initialization of every convolution (fan_out, ReLU gain), batch norms at weight 1 and bias 0:
+    torchvision's ResNet initialization, which the MI-UE authors' ResNet keeps."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 # depth of each architecture for the depth chapter (Fig. 2, Tables 13-15): weight layers (MLPs, LeNet, VGG,
 # ResNets, DenseNet, WRN) or transformer blocks (ViT)
 DEPTH = {"linear": 1, "2-nn": 2, "3-nn": 3, "lenet5": 5, "vgg11": 11, "resnet18": 18, "resnet34": 34, "resnet50": 50,

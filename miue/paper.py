@@ -53,6 +53,24 @@ def table(number: int, paper: str = "MI-UE") -> pd.DataFrame:
     return df
 
 
+def standard_training() -> pd.DataFrame:
+    """Every method's test accuracy (%) under standard training of a ResNet-18, per dataset, with its source:
+    MI-UE Table 2 first, then Table 4's ST column (AR, ENTF, GUE: CIFAR-10 only), then the SAL/UD paper's
+    Table 1 (LSP, OPS, TAP, DC, on CIFAR-10/100 and ImageNet-100). Columns: method, dataset, value, source."""
+    rows = []
+    t2 = table(2)
+    rows += [(r.method, r.dataset, r.v, "MI-UE Table 2") for r in t2.itertuples() if r.metric == "test_acc_pct"]
+    t4 = table(4)
+    rows += [(r.method, r.dataset, r.v, "MI-UE Table 4 (ST)") for r in t4.itertuples()
+             if r.defense == "ST" and r.metric == "test_acc_pct"]
+    s1 = table(1, paper="SAL/UD")
+    names = {"Vanilla": "Clean", "TAP": "AP"}
+    rows += [(names.get(r.method, r.method), r.dataset, r.v, "SAL/UD Table 1") for r in s1.itertuples()
+             if r.metric == "test_acc_pct"]
+    df = pd.DataFrame(rows, columns=["method", "dataset", "value", "source"])
+    return df.drop_duplicates(["method", "dataset"], keep="first").reset_index(drop=True)
+
+
 def table1() -> pd.DataFrame:
     """MI-UE Table 1 (CIFAR-10, ResNet-18, histogram sliced MI) as one row per method."""
     df = table(1)

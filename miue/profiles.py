@@ -202,11 +202,18 @@ _CPU_ATTACKS = {
     "ap": {"source_epochs": 10, "restarts": 1, "iterations": 20, "step_ratio": 0.15},
     "miue": {"epochs": 8, "step_size": 2 / 255, "lr": 0.1},
     "miue-code": {"epochs": 8, "step_size": 2 / 255, "step_size_final": 4 / 255},
+    # REM/SEM: 8 passes over the set (256 steps of 128, against the paper's 5,000), one transform draw per δu
+    # step, 5 δu steps of 2/255 and 3 δa steps of 2/255 (ρa = 4/255 kept)
+    "rem": {"steps": 256, "eot": 1, "pgd_steps": 5, "step_size": 2 / 255, "adv_steps": 3, "adv_step_size": 2 / 255,
+            "lr_decay_every": 100},
+    "sem": {"steps": 256, "eot": 1, "pgd_steps": 5, "step_size": 2 / 255, "adv_steps": 3, "adv_step_size": 2 / 255,
+            "lr_decay_every": 100},
 }
 _CPU_TRIALS = {
     "MI-UE, paper step 0.2/255 and source lr 0.5": {"method": "miue", "step_size": 0.2 / 255, "lr": 0.5},
     "MI-UE, no augmentation in generation": {"method": "miue", "augment": False},
-    "MI-UE, code variant (lr 0.1, ζ=0, step 2→4/255)": {"method": "miue-code"},
+    "MI-UE, authors' code (lr 0.1, ζ=0, step 2→4/255, batch 128, flip of x only, normalized net)": {
+        "method": "miue-code"},
     "MI-UE, larger PGD step 4/255": {"method": "miue", "step_size": 4 / 255},
     "MI-UE, temperature τ = 0.5": {"method": "miue", "tau": 0.5},
     "EM, official steps (20 × 0.8/255), 4 rounds": {"method": "em", "pgd_steps": 20, "step_size": 0.8 / 255,
@@ -220,7 +227,11 @@ PROFILES: dict[str, Profile] = {
                               "ap": {"source_epochs": 3, "restarts": 1, "iterations": 10, "step_ratio": 0.2},
                               "miue": {"epochs": 3, "step_size": 2 / 255, "lr": 0.1},
                               # the code's ramp (0.2 → 0.4/255, ×2) scaled like the cpu profile's: 2 → 4/255
-                              "miue-code": {"epochs": 3, "step_size": 2 / 255, "step_size_final": 4 / 255}},
+                              "miue-code": {"epochs": 3, "step_size": 2 / 255, "step_size_final": 4 / 255},
+                              "rem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,
+                                      "adv_step_size": 4 / 255, "lr_decay_every": 8},
+                              "sem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,
+                                      "adv_step_size": 4 / 255, "lr_decay_every": 8}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],

@@ -78,6 +78,9 @@ def train_steps(model, optimizer, inputs: torch.Tensor, labels: torch.Tensor, or
                 aug_spec, generator: torch.Generator, device: torch.device, hook=None) -> tuple[float, float]:
     """One SGD step per batch of ``order`` (indices into ``inputs``); returns (mean loss, accuracy).
 
+    ``inputs`` is a tensor of images or a function mapping a batch of indices to the float batch on
+    ``device`` (an attack that composes its batches itself, e.g. flipping the clean image before adding δ).
+
     ``hook(model, x, y, generator) -> (x, targets)``, a training-side defense, runs on each augmented
     batch; ``targets`` are class indices or soft targets (N×C rows summing to one). Accuracy is always
     against the batch's labels."""
@@ -86,7 +89,8 @@ def train_steps(model, optimizer, inputs: torch.Tensor, labels: torch.Tensor, or
     correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, len(order), recipe.batch_size):
         idx = order[start:start + recipe.batch_size]
-        x, y = as_float(inputs[idx], device), labels[idx].to(device)
+        x = inputs(idx) if callable(inputs) else as_float(inputs[idx], device)
+        y = labels[idx].to(device)
         if recipe.augment and aug_spec is not None:
             x = augment(x, aug_spec, generator)
         target = y

@@ -10,7 +10,7 @@ from miue.train import Recipe, evaluate, fit
 
 
 def test_registry_and_bad_settings():
-    assert {"random", "em", "ap", "miue", "miue-code"} <= set(ATTACKS)
+    assert {"random", "em", "ap", "miue", "miue-code", "rem", "sem", "ar", "lsp", "ops"} <= set(ATTACKS)
     with pytest.raises(ValueError, match="unknown attack 'xx'"):
         create_attack("xx")
     with pytest.raises(ValueError, match="no setting.*'tau_x'"):
@@ -72,3 +72,56 @@ def test_em_minimizes_error_and_ap_hits_its_targets(fmnist4000):
     assert q.meta["target_success"] > 0.08
     r = create_attack("random", seed=1).generate(train)
     assert r.meta["checks"]["linf_levels"] == 8
+
+
+def test_code_variant_is_faithful_to_the_authors_code(digits):
+    """miue-code runs as hala64/mi-ue does: ImageNet-normalized He-normal network, batch 128, flip of the clean
+    image only, the code's step anneal, 8-bit truncation; its address differs from the partial variant's."""
+    digits = digits[0]
+    from miue import settings
+    from miue.attacks.miue import truncated
+    from miue.models import Normalized
+    attack = create_attack("miue-code", width=0.25)
+    c = attack.config
+    assert (c.augment_mode, c.train_batch_size, c.normalize, c.init, c.quantize) == (
+        "flip-clean", 128, "imagenet", "kaiming-normal", "truncate")
+    assert {"augment_mode", "train_batch_size", "normalize", "init", "quantize"} <= set(settings.address(c))
+    # the paper variant keeps its address: the new settings are left out at their defaults
+    assert "augment_mode" not in settings.address(create_attack("miue").config)
+    # step: α at the first epoch, α_f + (α − α_f)/E at the last (gen_miue.py's formula)
+    assert attack.step_at(0) == pytest.approx(0.2 / 255)
+    assert attack.step_at(c.epochs - 1) == pytest.approx(0.4 / 255 + (0.2 - 0.4) / 255 / c.epochs)
+    net = attack.network(digits)
+    assert isinstance(net.features, Normalized)
+    x = torch.rand(4, *digits.shape)
+    body = net.features.body
+    assert torch.allclose(net.features(x), body((x - net.features.mean) / net.features.std))
+    conv = next(m for m in body.modules() if isinstance(m, torch.nn.Conv2d) and m.weight[0].numel() > 20)
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.25)
+    # truncation: x·255 + δ·255 floored, never out of budget, published exactly by rounding
+    images = torch.randint(0, 256, (64, 1, 4, 4), dtype=torch.uint8)
+    delta = (torch.rand(64, 1, 4, 4) * 2 - 1) * 8 / 255
+    delta[0] = -8 / 255
+    t = truncated(images, delta)
+    levels = t * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-4) and levels.abs().max() <= 8 + 1e-4
+    expect = (images.float() + delta * 255).clamp(0, 255)
+    assert ((images.float() + levels) - expect).abs().max() < 1.0  # floor differs by under one level
+    assert ((images.float() + levels) <= expect + 1e-3).all()  # and never rounds up
+
+
+def test_code_variant_generates_within_budget_and_differs_from_joint_augmentation(digits):
+    from miue.poisons import publish
+    digits = digits[0]
+    kwargs = dict(epochs=1, width=0.25, batch_size=256, train_batch_size=128, step_size=2 / 255)
+    code = create_attack("miue-code", **kwargs).generate(digits, progress=False)
+    joint = create_attack("miue-code", augment_mode="joint", quantize="round", **kwargs).generate(digits,
+                                                                                                 progress=False)
+    assert code.meta["checks"]["linf_levels"] <= 8
+    levels = code.delta * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-3)  # truncated to whole levels
+    assert torch.equal(publish(digits.images, code.delta).int() - digits.images.int(), levels.round().int())
+    assert not torch.allclose(code.delta, joint.delta)
+    again = create_attack("miue-code", **kwargs).generate(digits, progress=False)
+    assert torch.equal(again.delta, code.delta)

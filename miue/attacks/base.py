@@ -76,7 +76,14 @@ class Attack:
 
     def __init__(self, config=None, **overrides):
         self.config = settings.configure(self.name, self.Config, config, overrides)
-        check_epsilon(self.config.eps, self.norm)
+        self.norm = self.norm_of(self.config)
+        if self.config.eps:  # 0 only where a method derives its budget from the data (LSP)
+            check_epsilon(self.config.eps, self.norm)
+
+    @classmethod
+    def norm_of(cls, config) -> str:
+        """The norm of the budget under ``config`` (AR's is a setting)."""
+        return cls.norm
 
     # -- what a method supplies ------------------------------------------------------------------------
 
@@ -137,8 +144,9 @@ class Attack:
                 on_epoch(epoch + 1, state.delta)
         return self.finish(state, data, device)
 
-    def _poison(self, data: ImageDataset, delta: torch.Tensor, **meta) -> Poison:
-        poison = Poison(delta.detach().float().cpu(), self.config.eps,
+    def _poison(self, data: ImageDataset, delta: torch.Tensor, eps: float | None = None, **meta) -> Poison:
+        """δ as a validated :class:`Poison` with budget ``eps`` (default: the config's ε)."""
+        poison = Poison(delta.detach().float().cpu(), self.config.eps if eps is None else eps,
                         {"method": self.name, "config": dataclasses.asdict(self.config), **meta}, self.norm)
         poison.meta["checks"] = poison.validate(data.images)
         return poison

@@ -6,8 +6,12 @@ runs ``pgd_steps`` signed steps on δ per batch to minimize L_mi (Eq. 2), projec
     L_mi = log(1 + Σ_{k: y_k≠y_j} exp(s_jk/τ) / Σ_{k: y_k=y_j} exp(s_jk/τ)) + ζ·log(1 + Σ_k ‖g_j − g_k‖₂)
 
 with s_jk the cosine similarity of poisoned features g(x+δ). The paper's settings (App. E.4) are the
-defaults of ``miue``; ``miue-code`` holds the authors' public code's settings (source lr 0.1, ζ = 0,
-PGD step ramped 0.2→0.4/255, distance over same-class pairs divided by the feature dimension).
+defaults of ``miue``. ``miue-code`` is the authors' public code (hala64/mi-ue@4cd3879, ``gen_miue.py`` run
+with the README's command), made faithful to it: source lr 0.1 and batch 128 (the poison batch stays 512),
+ζ = 0, the PGD step annealed from α to α_final as the code computes it, the distance term over same-class
+pairs divided by the feature dimension, the clean image alone flipped (δ added unflipped, no crop: the
+``--post-aug`` transform), ImageNet mean/std normalization inside the network, He-normal convolutions, and
+the published images truncated to 8 bits rather than rounded.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..augment import random_flip
+from ..models import kaiming_normal_init, normalize_inputs
 from ..pgd import pgd
 from ..settings import setting
 from ..train import Recipe, as_float, autocast, prepare, sgd, train_steps
@@ -67,6 +73,16 @@ class MIUEConfig(AttackConfig):
     augment: bool = True  # App. E.3: crop + flip in generation, for θ and (differentiably) for δ
     model: str = "resnet18"
     width: float = setting(1.0, low=0, low_open=True)
+    augment_mode: str = setting("joint", choices=("joint", "flip-clean"), added=True,
+                                doc="'joint': crop and flip x+δ together (EOT); 'flip-clean': flip x only, add δ "
+                                    "unflipped, no crop (the code's --post-aug)")
+    train_batch_size: int = setting(0, low=0, added=True, doc="source-model batch; 0: batch_size")
+    normalize: str = setting("none", choices=("none", "imagenet"), added=True,
+                             doc="input normalization inside the source network")
+    init: str = setting("default", choices=("default", "kaiming-normal"), added=True,
+                        doc="convolution initialization of the source network")
+    quantize: str = setting("round", choices=("round", "truncate"), added=True,
+                            doc="how x+δ is published in 8 bits")
 
 
 @register
@@ -81,10 +97,19 @@ class MIUE(Attack):
             return c.step_size
         return c.step_size + (c.step_size_final - c.step_size) * epoch / (c.epochs - 1)
 
+    def network(self, data):
+        """The source model θ: ``model`` at ``width``, with the configured initialization and normalization."""
+        c = self.config
+        model = source_model(c, data)
+        if c.init == "kaiming-normal":
+            torch.manual_seed(c.seed)
+            kaiming_normal_init(model)
+        return normalize_inputs(model, data.shape[0]) if c.normalize == "imagenet" else model
+
     def start(self, data, device, checkpoint):
         c = self.config
-        model = prepare(source_model(c, data), device)
-        recipe = Recipe(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, momentum=c.momentum,
+        model = prepare(self.network(data), device)
+        recipe = Recipe(epochs=c.epochs, batch_size=c.train_batch_size or c.batch_size, lr=c.lr, momentum=c.momentum,
                         weight_decay=c.weight_decay, min_lr=c.min_lr, augment=c.augment)
         return AttackState(epochs=c.epochs, model=model, optimizer=sgd(model, recipe),
                            generators={"gen": torch.Generator().manual_seed(c.seed)},
@@ -96,11 +121,22 @@ class MIUE(Attack):
         x_all, y_all, delta = state.extra["x"], state.extra["y"], state.delta
         for g in state.optimizer.param_groups:
             g["lr"] = recipe.lr_at(epoch)
+        joint = c.augment and c.augment_mode == "joint"
+        flip = c.augment and c.augment_mode == "flip-clean" and data.augmentation.horizontal_flip
+
+        def clean(idx):  # the clean batch as the generation sees it: flipped alone in 'flip-clean' mode
+            x = as_float(x_all[idx], device)
+            return random_flip(x, gen) if flip else x
+
         # source model optimization (Alg. 1, inner loop over θ): one pass of CE on x + δ
-        poisoned = (as_float(x_all, device) + delta).clamp_(0, 1)
         order = torch.randperm(len(data), generator=gen)
-        _, train_acc = train_steps(model, state.optimizer, poisoned, y_all, order, recipe, data.augmentation, gen,
-                                   device)
+        if joint:
+            poisoned = (as_float(x_all, device) + delta).clamp_(0, 1)
+            _, train_acc = train_steps(model, state.optimizer, poisoned, y_all, order, recipe, data.augmentation,
+                                       gen, device)
+        else:
+            _, train_acc = train_steps(model, state.optimizer, lambda idx: (clean(idx) + delta[idx]).clamp_(0, 1),
+                                       y_all, order, recipe, None, gen, device)
         # poison optimization (Alg. 1, PGD on L_mi)
         model.eval()
         model.requires_grad_(False)
@@ -114,14 +150,30 @@ class MIUE(Attack):
         order = torch.randperm(len(data), generator=gen)
         for s in range(0, len(order), c.batch_size):
             idx = order[s:s + c.batch_size].to(device)
-            x, y = as_float(x_all[idx], device), y_all[idx]
+            x, y = clean(idx), y_all[idx]
             d, loss = pgd(lambda inp, y=y: loss_fn(inp, y), x, delta[idx].clone(), eps=c.eps, step_size=alpha,
-                          steps=c.pgd_steps, augmentation=data.augmentation if c.augment else None, generator=gen)
+                          steps=c.pgd_steps, augmentation=data.augmentation if joint else None, generator=gen)
             losses.append(loss.item())
             delta[idx] = d
         model.requires_grad_(True)
         return {"epoch": epoch + 1, "source_train_acc": train_acc, "mi_loss": sum(losses) / len(losses),
                 "step_size": alpha, "lr": recipe.lr_at(epoch)}
+
+    def finish(self, state, data, device):
+        delta = state.delta
+        if self.config.quantize == "truncate":  # the code's clip(x·255 + δ·255, 0, 255).astype(uint8)
+            delta = truncated(data.images.to(delta.device), delta)
+        return self._poison(data, delta, history=state.history)
+
+
+def truncated(images: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """δ such that x + δ is x·255 + δ·255 truncated to whole levels (x uint8), so rounding publishes it exactly.
+
+    A 10⁻³-level tolerance keeps float error (δ·255 = −8.0000005) from dropping a pixel to the next level and
+    out of the budget."""
+    x = images.float()
+    levels = (x + delta.float() * 255 + 1e-3).floor().clamp_(0, 255)
+    return (levels - x) / 255
 
 
 @dataclass(frozen=True)
@@ -130,14 +182,27 @@ class MIUECodeConfig(MIUEConfig):
     zeta: float = setting(0.0, low=0)
     step_size_final: float = setting(0.4 / 255, low=0, high=1)
     distance: str = setting("same-class", choices=("all", "same-class"))
+    # the faithful settings, always part of the address (not ``added``): records of the earlier, partial
+    # code variant keep their own addresses
+    augment_mode: str = setting("flip-clean", choices=("joint", "flip-clean"))
+    train_batch_size: int = setting(128, low=0)
+    normalize: str = setting("imagenet", choices=("none", "imagenet"))
+    init: str = setting("kaiming-normal", choices=("default", "kaiming-normal"))
+    quantize: str = setting("truncate", choices=("round", "truncate"))
 
 
 @register
 class MIUECode(MIUE):
-    """MI-UE with the settings of the authors' public code (hala64/mi-ue), a named variant."""
+    """MI-UE as the authors' public code (hala64/mi-ue@4cd3879) runs it, a named variant."""
 
     name = "miue-code"
     label = "MI-UE (code)"
     Config = MIUECodeConfig
 
-
+    def step_at(self, epoch: int) -> float:
+        """The code's anneal: α_e = α_final + (E − e)/E · (α − α_final) for 0-based e (α at the first epoch,
+        one E-th of the way from α_final at the last)."""
+        c = self.config
+        if c.step_size_final <= 0:
+            return c.step_size
+        return c.step_size_final + (c.epochs - epoch) / c.epochs * (c.step_size - c.step_size_final)
