@@ -130,6 +130,16 @@ def _how_strong(p: Profile) -> list:
     return [ex.victim_spec(p, m, s) for m in STRENGTH_METHODS for s in p.seeds]
 
 
+ONE_CLASS = 0  # App. G.1: class 0 is the one made unlearnable (CIFAR-10's "airplane", Fashion-MNIST's "T-shirt/top")
+
+
+def _one_class(p: Profile) -> list:
+    """Tables 16-18's structure: each poison published on class 0 only, one victim (seed 0) per method."""
+    seed = p.seeds[0]
+    return [ex.victim_spec(p, ex.CLEAN, seed)] + [ex.victim_spec(p, m, seed, classes=[ONE_CLASS])
+                                                  for m in STRENGTH_METHODS if m != ex.CLEAN]
+
+
 def _protect(p: Profile) -> list:
     """The end-to-end example of ``miue protect`` / ``miue verify`` (notebook ``protect``), per method."""
     from . import protect as pr
@@ -152,6 +162,7 @@ def _protect(p: Profile) -> list:
 CHAPTERS = {
     "01_at_a_glance": _at_a_glance,
     "09_how_strong": _how_strong,
+    "10_one_class": _one_class,
     "02_measuring_mutual_information": _measuring_mi,
     "03_effective_ues_reduce_mi": _effective_ues,
     "04_deeper_networks_lower_mi": _deeper,

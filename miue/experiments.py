@@ -141,8 +141,11 @@ def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
             raise ValueError(f"poison classes {list(spec.classes)}: {spec.dataset} has classes 0-{train.num_classes - 1}")
         if not mask.any():
             raise ValueError(f"poison classes {spec.classes} with fraction {spec.fraction} select no image")
-    result = ATTACKS[spec.method](spec.attack).generate(train, device=device, progress=progress,
-                                                        checkpoint=ctx.checkpoint())
+    if mask is not None:  # cut from the whole-set poison (its own run, generated once and shared)
+        result = load_poison(spec.whole(), store, progress, str(device))
+    else:
+        result = ATTACKS[spec.method](spec.attack).generate(train, device=device, progress=progress,
+                                                            checkpoint=ctx.checkpoint())
     if mask is not None:
         checks = result.meta.get("checks", {})
         result = result.restricted(mask)

@@ -265,8 +265,13 @@ def protect_config(images: list[SourceImage], method: str, eps: float, profile_n
     from . import experiments as ex
     from .attacks import ATTACKS
     from .profiles import profile
+    linf = sorted(m for m, cls in ATTACKS.items() if cls.norm == "linf" and m != "random")
     if method not in ATTACKS:
-        raise ProtectError(f"unknown --method {method!r}; choose one of {', '.join(sorted(ATTACKS))}")
+        raise ProtectError(f"unknown --method {method!r}; choose one of {', '.join(linf)}")
+    if method not in linf:
+        raise ProtectError(f"--method {method!r} is not an l∞ perturbation that protects ({ATTACKS[method].norm} "
+                           f"budget or no protection); miue protect bounds every pixel's change by --epsilon: choose "
+                           f"one of {', '.join(linf)}")
     p = profile(profile_name)
     attack = ex.attack_config(p, method, eps=eps, seed=seed)
     owner_classes = sorted({s.label for s in images})
@@ -639,7 +644,9 @@ def protect_main(argv=None) -> int:
     ap.add_argument("in_dir", metavar="IN_DIR", help="folder of images to protect (read only)")
     ap.add_argument("out_dir", metavar="OUT_DIR", help="where the protected PNGs and manifest.json go")
     from .attacks import ATTACKS
-    ap.add_argument("--method", default="miue", choices=sorted(ATTACKS), help="the attack (default miue)")
+    ap.add_argument("--method", default="miue", choices=sorted(m for m, c in ATTACKS.items() if c.norm == "linf"
+                                                             and m != "random"),
+                    help="the attack, an l∞ one (default miue)")
     ap.add_argument("--epsilon", default="8/255", help="l∞ budget: 8/255 (default), 4/255 …; above 16/255 needs "
                                                        "--force")
     ap.add_argument("--reference", default="fashion-mnist",

@@ -84,6 +84,17 @@ class PoisonSpec(Spec):
             cfg["fraction"] = float(self.fraction)
         return cfg
 
+    @property
+    def restricted(self) -> bool:
+        return self.classes is not None or self.fraction != 1.0
+
+    def whole(self) -> "PoisonSpec":
+        """The same poison on every image: what a one-class or partial poison is cut from (App. G.1)."""
+        return dataclasses.replace(self, classes=None, fraction=1.0)
+
+    def dependencies(self) -> list["Spec"]:
+        return [self.whole()] if self.restricted else []
+
     def describe(self) -> str:
         extra = "" if self.classes is None else f", classes {list(self.classes)}"
         extra += "" if self.fraction == 1.0 else f", {self.fraction:.0%} of images"

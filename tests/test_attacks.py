@@ -125,3 +125,37 @@ def test_code_variant_generates_within_budget_and_differs_from_joint_augmentatio
     assert not torch.allclose(code.delta, joint.delta)
     again = create_attack("miue-code", **kwargs).generate(digits, progress=False)
     assert torch.equal(again.delta, code.delta)
+
+
+def test_eq2_ablation_switches_change_what_they_say():
+    """Table 6: without the distance term the loss is the similarity term alone; without the similarity term
+    it is ζ·log(1 + Σ distances) alone; the two add up to the full loss; no term at all is refused."""
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(24, 8, generator=g), torch.arange(3).repeat(8)
+    full = mi_loss(z, y, 0.1, 0.1)
+    sim_only = mi_loss(z, y, 0.1, 0.0)
+    dist_only = mi_loss(z, y, 0.1, 0.1, similarity=False)
+    assert torch.allclose(full, sim_only + dist_only)
+    d = torch.cdist(z, z)
+    assert torch.allclose(dist_only, (0.1 * torch.log1p(d.sum(1))).mean(), atol=1e-5)
+    # the code's loss (ζ = 0) is the similarity term: the same number whatever the distance setting
+    assert torch.equal(mi_loss(z, y, 0.1, 0.0, "same-class"), sim_only)
+    with pytest.raises(ValueError, match="no loss left"):
+        create_attack("miue", similarity=False, zeta=0.0)
+
+
+def test_nt_xent_matches_its_closed_form_on_a_hand_made_batch():
+    import math
+    from miue.contrastive import nt_xent
+    # two images, two views each; views of image 0 along e1, of image 1 along e2 (orthogonal)
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z2 = torch.tensor([[2.0, 0.0], [0.0, 3.0]])  # scale does not matter: cosine similarity
+    tau = 0.5
+    # each anchor: positive similarity 1, two negatives with similarity 0 → −log(e^{1/τ} / (e^{1/τ} + 2))
+    expect = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + 2))
+    assert nt_xent(z1, z2, tau).item() == pytest.approx(expect, rel=1e-6)
+    # swapping the views of one image changes nothing; pairing the wrong views raises the loss
+    assert nt_xent(z2, z1, tau).item() == pytest.approx(expect, rel=1e-6)
+    assert nt_xent(z1, z2.flip(0), tau).item() > expect
+    with pytest.raises(ValueError, match="two N×d batches"):
+        nt_xent(z1, z2[:1], tau)

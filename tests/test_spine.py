@@ -98,6 +98,10 @@ def test_one_class_poison_leaves_other_classes_byte_identical(store):
     assert torch.equal(published[other], train.images[other])
     assert not torch.equal(published[~other], train.images[~other])
     assert rec["metrics"]["poisoned_images"] == int((~other).sum())
+    # cut from the whole-set poison, which is its own (shared) run: the class keeps exactly its δ
+    assert spec.dependencies() == [spec.whole()] and store.get("poison", spec.whole().config()) is not None
+    whole = ex.load_poison(spec.whole(), store)
+    assert torch.equal(pois.delta[~other], whole.delta[~other])
     half = ex.poison_spec(P, "random", fraction=0.5)
     ex.run(half, store, progress=False)
     changed = (ex.load_poison(half, store).apply(train.images) != train.images).flatten(1).any(1)

@@ -30,15 +30,19 @@ from .base import Attack, AttackConfig, AttackState, register, source_model
 
 
 def mi_loss(z: torch.Tensor, y: torch.Tensor, tau: float = 0.1, zeta: float = 0.1,
-            distance: str = "all") -> torch.Tensor:
-    """Eq. 2 averaged over the batch. ``distance``: 'all' (paper) or 'same-class' (code: same-class pairs / d)."""
-    zn = F.normalize(z.float(), dim=1)
-    s = zn @ zn.T / tau
+            distance: str = "all", similarity: bool = True) -> torch.Tensor:
+    """Eq. 2 averaged over the batch. ``distance``: 'all' (paper) or 'same-class' (code: same-class pairs / d).
+
+    ``similarity=False`` drops the first (cosine) term and ``zeta=0`` the second: Table 6's ablations."""
     same = y[:, None] == y[None, :]
-    neg_inf = torch.finfo(s.dtype).min
-    pos = torch.logsumexp(s.masked_fill(~same, neg_inf), dim=1)
-    neg = torch.logsumexp(s.masked_fill(same, neg_inf), dim=1)
-    loss = F.softplus(neg - pos)  # log(1 + Σneg/Σpos), stable
+    loss = z.new_zeros(len(z), dtype=torch.float32)
+    if similarity:
+        zn = F.normalize(z.float(), dim=1)
+        s = zn @ zn.T / tau
+        neg_inf = torch.finfo(s.dtype).min
+        pos = torch.logsumexp(s.masked_fill(~same, neg_inf), dim=1)
+        neg = torch.logsumexp(s.masked_fill(same, neg_inf), dim=1)
+        loss = loss + F.softplus(neg - pos)  # log(1 + Σneg/Σpos), stable
     if zeta:
         zf = z.float()
         sq = (zf * zf).sum(1)
@@ -83,6 +87,13 @@ class MIUEConfig(AttackConfig):
                         doc="convolution initialization of the source network")
     quantize: str = setting("round", choices=("round", "truncate"), added=True,
                             doc="how x+δ is published in 8 bits")
+    similarity: bool = setting(True, added=True, doc="the cosine-similarity term of Eq. 2 (False: Table 6's "
+                                                     "'w/o similarity' ablation)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.similarity and self.zeta == 0:
+            raise ValueError("MI-UE with similarity=False and zeta=0 has no loss left; keep one of Eq. 2's terms")
 
 
 @register
@@ -145,7 +156,7 @@ class MIUE(Attack):
         def loss_fn(inp, y):
             with autocast(device):
                 z = model.features(inp)
-            return mi_loss(z, y, c.tau, c.zeta, c.distance)
+            return mi_loss(z, y, c.tau, c.zeta, c.distance, c.similarity)
 
         order = torch.randperm(len(data), generator=gen)
         for s in range(0, len(order), c.batch_size):
