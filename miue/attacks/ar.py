@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..settings import setting
-from .base import Attack, AttackConfig, AttackState, register
+from .base import Attack, AttackConfig, register
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,6 @@ class Autoregressive(Attack):
             raise ValueError(f"AR with norm_p='linf' takes an l∞ budget (the paper's is eps=8/255), got eps="
                              f"{config.eps:g}, the l2 default; pass eps too")
         return config.norm_p
-
-    def start(self, data, device, checkpoint):
-        return AttackState(epochs=0)
 
     def finish(self, state, data, device):
         c = self.config

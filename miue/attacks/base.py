@@ -88,8 +88,9 @@ class Attack:
     # -- what a method supplies ------------------------------------------------------------------------
 
     def start(self, data: ImageDataset, device: torch.device, checkpoint: Checkpoint | None) -> AttackState:
-        """Build the state before the first epoch (models, optimizers, δ = 0 …)."""
-        raise NotImplementedError
+        """Build the state before the first epoch (models, optimizers, δ = 0 …). The default, no epochs and no
+        state, suits the model-free attacks (AR, LSP, OPS), which build δ in :meth:`finish`."""
+        return AttackState(epochs=0)
 
     def epoch(self, state: AttackState, data: ImageDataset, epoch: int, device: torch.device) -> dict:
         """Run outer iteration ``epoch`` (0-based); return its history entry."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..settings import setting
-from .base import Attack, AttackConfig, AttackState, register
+from .base import Attack, AttackConfig, register
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,6 @@ class LinearSeparablePatches(Attack):
     label = "LSP"
     norm = "l2"
     Config = LSPConfig
-
-    def start(self, data, device, checkpoint):
-        return AttackState(epochs=0)
 
     def finish(self, state, data, device):
         c = self.config

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..settings import setting
-from .base import Attack, AttackConfig, AttackState, register
+from .base import Attack, AttackConfig, register
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,6 @@ class OnePixelShortcut(Attack):
     label = "OPS"
     norm = "l0"
     Config = OPSConfig
-
-    def start(self, data, device, checkpoint):
-        return AttackState(epochs=0)
 
     def finish(self, state, data, device):
         chosen = search(data.images, data.labels, data.num_classes)
