@@ -199,8 +199,43 @@ def _width_curve(p: Profile) -> list:
             for w in (0.25, 0.5, 1.0) for m in methods]
 
 
+# Chapter "Adversarial training" (Table 4, Figures 7-10): the methods the paper's AT claims are about, at
+# AT-2 to AT-8 (seed 0), beside their standard-training victims
+AT_METHODS = ["clean", "em", "ap", "rem", "sem", "miue"]
+AT_BUDGETS = (2, 4, 6, 8)  # ρ in /255
+
+
+def at_defense(budget: int) -> dict:
+    return {"name": "at", "eps": budget / 255}
+
+
+def _adversarial_training(p: Profile) -> list:
+    seed = p.seeds[0]
+    return [ex.victim_spec(p, m, seed, defense=d) for m in AT_METHODS
+            for d in [None, *(at_defense(b) for b in AT_BUDGETS)]]
+
+
+# Chapter "Augmentations and purifications" (Tables 5, 11 and 12)
+DEFENSE_METHODS = ["clean", "em", "ap", "ar", "rem", "sem", "miue", "lsp", "ops"]
+TABLE5_DEFENSES = ["cutout", "cutmix", "mixup", "ueraser", "jpeg", "op"]
+JPEG_QUALITIES = (6, 8, 10, 12, 15, 20, 30)
+JPEG_METHODS = ["clean", "em", "rem", "miue"]
+MI_DEFENSES = {"AT": at_defense(8), "Cutout": "cutout", "UER": "ueraser", "ISS": "jpeg"}
+MI_DEFENSE_METHODS = ["clean", "random", "em", "ap", "ar", "rem", "sem", "miue"]
+
+
+def _augmentations(p: Profile) -> list:
+    seed = p.seeds[0]
+    specs = [ex.victim_spec(p, m, seed, defense=d) for m in DEFENSE_METHODS for d in TABLE5_DEFENSES]
+    specs += [ex.victim_spec(p, m, seed, defense={"name": "jpeg", "quality": q}) for m in JPEG_METHODS
+              for q in JPEG_QUALITIES]
+    specs += [ex.mi_spec(p, m, seed, defense=d) for m in MI_DEFENSE_METHODS for d in [None, *MI_DEFENSES.values()]]
+    return specs
+
+
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
-STUDIES = {"paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
+STUDIES = {"11_adversarial_training": _adversarial_training, "12_augmentations": _augmentations,
+           "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 
 

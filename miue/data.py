@@ -38,7 +38,8 @@ class Augmentation:
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """Images (uint8, N×C×H×W), integer labels and the metadata a chapter needs."""
+    """Images (uint8 N×C×H×W; float32 on the [0, 1] pixel scale only for a purifier's output that leaves the
+    8-bit grid, e.g. OP's projection), integer labels and the metadata a chapter needs."""
 
     name: str
     split: str
@@ -49,8 +50,8 @@ class ImageDataset:
     indices: torch.Tensor | None = None  # positions in the full split, when this is a subset
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (or float32) N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("labels must have one entry per image")
 

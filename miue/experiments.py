@@ -128,7 +128,8 @@ def _compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
     state = {k: v.detach().cpu() for k, v in defense.fit(train.images, train.labels, device).items()}
     digest = ctx.save_artifact(PURIFIER_FILE, state)
     purified = defense.purify(train.images, state)
-    change = (purified.float() - train.images.float()).abs()
+    levels = purified.float() * (255 if purified.is_floating_point() else 1)
+    change = (levels - train.images.float()).abs()
     return {"metrics": {"fit_seconds": ctx.elapsed(), "mean_abs_change_levels": float(change.mean()),
                         "n_train": len(train)}, "artifacts": {PURIFIER_FILE: digest}}
 
@@ -262,7 +263,10 @@ def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, def
                     weight_decay=p.victim_weight_decay)
     d = None
     if defense is not None:
-        d = create_defense(defense).spec()
+        given = create_defense(defense).spec() if not isinstance(defense, (str, dict)) else \
+            {"name": defense} if isinstance(defense, str) else dict(defense)  # the caller's settings only
+        d = create_defense({**p.defenses.get(given.get("name"), {}), **given}).spec()  # the profile's, then the caller's
+        recipe = dataclasses.replace(recipe, **p.defense_recipes.get(d["name"], {}))
         d = (d.pop("name"), freeze(d))
     return VictimSpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, p.n_test,
                       _check_arch(arch) or p.model, p.width, recipe, seed, d)
@@ -286,7 +290,7 @@ def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
                 state = load_tensors(artifact(spec.purifier(), PURIFIER_FILE, store, progress, str(device)))[0]
             train = train.with_images(defense.purify(train.images, state))
         else:
-            hook = defense.hook
+            hook = defense
     curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
     c, h, _ = train.shape
     torch.manual_seed(spec.seed)

@@ -272,7 +272,12 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
     n = config.get("n_train") or SPLIT_SIZES.get(config.get("dataset"), 0)
     px = PIXELS.get(config.get("dataset"), 32 * 32)
     if kind == "victim":
-        return f"victim/{config['model']}", n * config["recipe"]["epochs"] * config.get("width", 1.0) ** 2 * px
+        cost = 1.0
+        if config.get("defense"):
+            from .defenses import create_defense
+            cost = create_defense(config["defense"]).relative_cost
+        return (f"victim/{config['model']}",
+                n * config["recipe"]["epochs"] * config.get("width", 1.0) ** 2 * px * cost)
     if kind == "poison":
         a = config["attack"]
         return (f"poison/{config['method']}",

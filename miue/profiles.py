@@ -62,6 +62,10 @@ class Profile:
     mi_study: typing.Dict[str, object] = field(default_factory=lambda: dict(_MI_STUDY["cpu"]))
     # sample sizes of the theorem illustrations (chapter "The theorems on examples", miue.theory)
     theorems: typing.Dict[str, object] = field(default_factory=lambda: dict(_THEOREMS["cpu"]))
+    # defense settings at this profile (defense name → settings, as ``attacks``), and the victim recipe a
+    # defense trains with where it is not the profile's (defense name → Recipe fields: the paper's AT schedule)
+    defenses: typing.Dict[str, dict] = field(default_factory=dict)
+    defense_recipes: typing.Dict[str, dict] = field(default_factory=dict)
     device: str = "auto"
 
     def __post_init__(self):
@@ -185,6 +189,22 @@ def validate(p: Profile) -> None:
             ATTACKS[method](**chosen)
         except (TypeError, ValueError) as exc:
             raise ProfileError(f"profile {p.name!r}: attacks[{method!r}]: {exc}") from None
+    from . import settings
+    from .defenses import DEFENSES
+    from .train import Recipe
+    need(all(d in DEFENSES for d in p.defenses), "defenses", "keyed by defense names: " + ", ".join(DEFENSES))
+    need(all(d in DEFENSES for d in p.defense_recipes), "defense_recipes",
+         "keyed by defense names: " + ", ".join(DEFENSES))
+    for name, chosen in p.defenses.items():  # each defense's settings checked by the defense itself
+        try:
+            DEFENSES[name](**chosen)
+        except (TypeError, ValueError) as exc:
+            raise ProfileError(f"profile {p.name!r}: defenses[{name!r}]: {exc}") from None
+    for name, chosen in p.defense_recipes.items():
+        try:
+            settings.configure(f"defense_recipes[{name!r}]", Recipe, None, chosen)
+        except (TypeError, ValueError) as exc:
+            raise ProfileError(f"profile {p.name!r}: defense_recipes[{name!r}]: {exc}") from None
     for name, trial in p.trials.items():
         trial = dict(trial)
         method = trial.pop("method", None)
@@ -235,7 +255,9 @@ PROFILES: dict[str, Profile] = {
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],
-                     theorems=_THEOREMS["smoke"]),
+                     theorems=_THEOREMS["smoke"],
+                     defenses={"at": {"steps": 2, "step_size": 4 / 255}, "ueraser": {"repeats": 2},
+                               "op": {"epochs": 5}}),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
                    sizes=(1000, 2000), estimator_slices={"kde": 500, "ksg": 500, "mine": 20},
@@ -254,12 +276,17 @@ PROFILES: dict[str, Profile] = {
                                              "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
                    budget_epochs=(5, 10, 20), device="cuda",
                    archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
-                          "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=1000, sal_every=2, theorems=_THEOREMS["gpu"]),
+                          "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=1000, sal_every=2, theorems=_THEOREMS["gpu"],
+                   # the paper's AT schedule (×0.1 at 40% and 80% of the epochs) over the gpu profile's 40 epochs
+                   defense_recipes={"at": {"schedule": "multistep", "milestones": (16, 32)}}),
     "paper": Profile("paper", dataset="cifar10", n_train=None, width=1.0, victim_epochs=200, victim_lr=0.5,
                      victim_weight_decay=1e-4, seeds=(0,), budget_epochs=(10, 20, 50),
                      archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
                             "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=50000,
-                     theorems=_THEOREMS["gpu"]),
+                     theorems=_THEOREMS["gpu"],
+                     # App. E.4: AT trains 100 epochs, lr 0.1 ×0.1 at 40 and 80, weight decay 5e-4 (the code's)
+                     defense_recipes={"at": {"epochs": 100, "lr": 0.1, "weight_decay": 5e-4, "schedule": "multistep",
+                                             "milestones": (40, 80)}}),
 }
 
 

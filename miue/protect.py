@@ -25,7 +25,6 @@ an interrupted generation or victim resumes from its last epoch; writing resumes
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -40,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import __version__
+from . import __version__, settings
 from .data import Augmentation, ImageDataset, load, stratified_subset
 from .runs import RunStore, file_sha256
 
@@ -499,7 +498,7 @@ def verify_config(protect_run: str, reference: dict | None, input_size: int, pro
                                                          "size": reference_size or reference["size"],
                                                          "test_size": p.n_test or 1000},
             "holdout": holdout, "split_seed": 0, "model": spec.model, "width": spec.width,
-            "recipe": dataclasses.asdict(spec.recipe), "seed": seed, "input_size": input_size}
+            "recipe": settings.address(spec.recipe), "seed": seed, "input_size": input_size}
 
 
 def verify(out_dir: str | Path, *, reference: str | None = None, originals: str | Path | None = None,

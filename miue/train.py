@@ -10,6 +10,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +33,10 @@ class Recipe:
     momentum: float = setting(0.9, low=0, high=1, high_open=True)
     weight_decay: float = setting(1e-4, low=0)
     min_lr: float = setting(1e-6, low=0)
-    schedule: str = setting("cosine", choices=("cosine", "constant"))
+    schedule: str = setting("cosine", choices=("cosine", "constant", "multistep"))
     augment: bool = True
     grad_clip: float = setting(0.0, low=0, doc="0 disables clipping")
+    milestones: Tuple[int, ...] = setting((), added=True, doc="multistep: epochs at which the lr is multiplied by 0.1")
 
     owner_name = "Recipe"
 
@@ -42,9 +44,12 @@ class Recipe:
         settings.check(self)
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of ``epoch`` (0-based): cosine annealing adjusted once per epoch."""
+        """Learning rate of ``epoch`` (0-based): cosine annealing adjusted once per epoch, constant, or
+        ×0.1 at each of ``milestones`` (the paper's AT schedule: 40 and 80 of 100 epochs, App. E.4)."""
         if self.schedule == "constant":
             return self.lr
+        if self.schedule == "multistep":
+            return self.lr * 0.1 ** sum(epoch >= m for m in self.milestones)
         return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
 
 
@@ -176,6 +181,8 @@ def fit(model, train: ImageDataset, recipe: Recipe, *, test: ImageDataset | None
                mininterval=1.0, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
+        if hasattr(hook, "begin_epoch"):
+            hook.begin_epoch(epoch, recipe.epochs)
         for g in optimizer.param_groups:
             g["lr"] = recipe.lr_at(epoch)
         order = torch.randperm(len(train), generator=gen)

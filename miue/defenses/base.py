@@ -4,7 +4,8 @@ A defense is configured by a frozen, checked dataclass whose defaults are its ow
 kinds:
 
 * ``data`` — transforms the published training set before training (JPEG compression, grayscale, and the
-  fitted purifiers): :meth:`Defense.purify` maps uint8 images to uint8 images of the same shape. A *fitted*
+  fitted purifiers): :meth:`Defense.purify` maps uint8 images to images of the same shape, uint8 or (OP's
+  projection, whose values leave the pixel box) float32 on the [0, 1] pixel scale. A *fitted*
   data-side defense (``fitted = True``: OP's linear model, D-VAE, a diffusion purifier) first learns its state
   from the published set with :meth:`Defense.fit`; that fit is a run of its own (kind ``purifier``, see
   :class:`miue.specs.PurifierSpec`) whose state is a cached, hash-verified artifact, shared by every victim
@@ -61,6 +62,12 @@ class Defense:
         """What goes into a victim's config: the name and the settings (added settings at default left out)."""
         return {"name": self.name, **settings.address(self.config)}
 
+    @property
+    def relative_cost(self) -> float:
+        """Training cost of a victim under this defense relative to standard training (an estimate from loop
+        counts, for planning: a forward pass counts one third of a forward-backward step)."""
+        return 1.0
+
     def fit(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
         """Fitted data-side defenses: learn the purifier's state (tensors) from the published training set."""
         raise NotImplementedError(f"{self.name} is not a fitted defense")
@@ -72,6 +79,13 @@ class Defense:
     def hook(self, model, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         """Training-side: (float batch in [0, 1], labels) → (inputs, targets)."""
         raise NotImplementedError(f"{self.name} is a {self.kind}-side defense")
+
+    def __call__(self, model, x, y, generator):
+        """A training-side defense is the ``hook`` of :func:`miue.train.train_steps`."""
+        return self.hook(model, x, y, generator)
+
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        """Training-side: called by :func:`miue.train.fit` before each epoch (0-based) of ``epochs``."""
 
 
 def create_defense(spec) -> Defense:
@@ -91,3 +105,8 @@ def create_defense(spec) -> Defense:
 
 def soft_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(y, num_classes).float()
+
+
+def torch_seed(generator: torch.Generator) -> int:
+    """A seed drawn from ``generator`` for code that draws from torch's global generator (kornia)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
