@@ -30,12 +30,17 @@ class CutMix(Defense):
 
     def hook(self, model, x, y, generator):
         import kornia.augmentation as K
-        mix = K.RandomCutMixV2(num_mix=1, beta=self.config.beta, p=self.config.p, data_keys=["input", "class"])
+        args = dict(num_mix=1, beta=self.config.beta, p=self.config.p, data_keys=["input", "class"])
+        try:  # kornia >= 0.8 returns λ = 1 − pasted area with this flag; older ones return the pasted area
+            mix, kept_share = K.RandomCutMixV2(**args, use_correct_lambda=True), True
+        except TypeError:
+            mix, kept_share = K.RandomCutMixV2(**args), False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed(generator))
             out, label = mix(x, y)
         num_classes = model.head.out_features
-        ya, yb, lam = label[0].T  # the one mix: (y_a, y_b, λ) per image, λ the pasted area's share
-        t = (1 - lam).unsqueeze(1) * soft_targets(ya.long(), num_classes) + \
-            lam.unsqueeze(1) * soft_targets(yb.long(), num_classes)
+        ya, yb, lam = label[0].T  # the one mix: (own label y_a, pasted label y_b, λ) per image
+        pasted = 1 - lam if kept_share else lam
+        t = (1 - pasted).unsqueeze(1) * soft_targets(ya.long(), num_classes) + \
+            pasted.unsqueeze(1) * soft_targets(yb.long(), num_classes)
         return out, t.to(x.device)
