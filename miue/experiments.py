@@ -28,7 +28,7 @@ from .models import MODELS, create_model
 from .poisons import Poison
 from .profiles import Profile
 from .runs import RunStore
-from .specs import CovarianceSpec, MISpec, PoisonSpec, PurifierSpec, SeparabilitySpec, Spec, VictimSpec, freeze
+from .specs import CovarianceSpec, DenoiserSpec, MISpec, PoisonSpec, PurifierSpec, SeparabilitySpec, Spec, VictimSpec, freeze
 from .train import Recipe, evaluate, extract_features, fit, per_class_accuracy, resolve_device
 
 CLEAN = "clean"
@@ -125,13 +125,51 @@ def _compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
         train = train.with_images(load_poison(spec.poison, store, progress, str(device)).apply(train.images))
     defense = create_defense({"name": spec.defense[0], **dict(spec.defense[1])})
     torch.manual_seed(spec.seed)
-    state = {k: v.detach().cpu() for k, v in defense.fit(train.images, train.labels, device).items()}
+    extra = {}
+    if spec.denoiser() is not None:
+        den = spec.denoiser()
+        path = artifact(den, DENOISER_FILE, store, progress, str(device))
+        extra = {"denoiser": (load_tensors(path)[0], train.num_classes), "progress": progress}
+    state = {k: v.detach().cpu() for k, v in defense.fit(train.images, train.labels, device, **extra).items()}
     digest = ctx.save_artifact(PURIFIER_FILE, state)
     purified = defense.purify(train.images, state)
     levels = purified.float() * (255 if purified.is_floating_point() else 1)
     change = (levels - train.images.float()).abs()
     return {"metrics": {"fit_seconds": ctx.elapsed(), "mean_abs_change_levels": float(change.mean()),
                         "n_train": len(train)}, "artifacts": {PURIFIER_FILE: digest}}
+
+
+DENOISER_FILE = "denoiser.safetensors"
+
+
+def holdout_split(dataset: str, exclude_n_train: int | None, n: int, seed: int = 1) -> ImageDataset:
+    """``n`` clean training-split images (class-balanced) disjoint from the published subset of
+    ``exclude_n_train`` images: the data a defender could hold besides the published set."""
+    full = load(dataset, "train")
+    if exclude_n_train is None or exclude_n_train >= len(full):
+        raise ValueError(f"a held-out clean split needs images outside the published set, but the profile publishes "
+                         f"the whole {dataset} training split; lower n_train (AVA and LE train their denoiser on "
+                         f"the rest)")
+    used = stratified_subset(full, exclude_n_train, seed=0).indices
+    rest = torch.ones(len(full), dtype=torch.bool)
+    rest[used] = False
+    pool = full.take(torch.nonzero(rest).flatten())
+    if n > len(pool):
+        raise ValueError(f"the denoiser asks for {n} held-out images but only {len(pool)} are outside the published set")
+    return stratified_subset(pool, n, seed=seed)
+
+
+def _compute_denoiser(spec: DenoiserSpec, ctx, store, progress, device) -> dict:
+    from .defenses.diffusion import DenoiserSettings, train_denoiser
+    held = holdout_split(spec.dataset, spec.exclude_n_train, spec.images)
+    settings_ = DenoiserSettings(spec.images, spec.steps, spec.batch_size, spec.lr, spec.width, spec.label_dropout,
+                                 spec.seed)
+    state, losses = train_denoiser(held.images, held.labels, held.num_classes, settings_, device, progress)
+    digest = ctx.save_artifact(DENOISER_FILE, state)
+    return {"metrics": {"final_loss": losses[-1] if losses else None, "n_images": len(held),
+                        "train_seconds": ctx.elapsed()},
+            "history": [{"step": 100 * (i + 1), "loss": v} for i, v in enumerate(losses)],
+            "artifacts": {DENOISER_FILE: digest}}
 
 
 def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
@@ -276,21 +314,26 @@ def victim_config(p: Profile, method: str, seed: int, arch: str | None = None, *
     return victim_spec(p, method, seed, arch, **extra).config()
 
 
+def defended(spec: VictimSpec, train: ImageDataset, store, progress, device) -> tuple[ImageDataset, object]:
+    """(training set, training hook) of ``spec``'s victim under its defense: a data-side defense purifies the
+    (published) ``train`` (a fitted one with its purifier run's state), a training-side one is the hook."""
+    if spec.defense is None:
+        return train, None
+    defense = create_defense(spec.defense_dict)
+    if defense.kind == "training":
+        return train, defense
+    state = None
+    if defense.fitted:
+        state = load_tensors(artifact(spec.purifier(), PURIFIER_FILE, store, progress, str(device)))[0]
+    return train.with_images(defense.purify(train.images, state)), None
+
+
 def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
     train, test = _spec_splits(spec)
     if spec.poison is not None:
         pois = load_poison(spec.poison, store, progress, str(device))
         train = train.with_images(pois.apply(train.images))
-    hook = None
-    if spec.defense is not None:
-        defense = create_defense(spec.defense_dict)
-        if defense.kind == "data":
-            state = None
-            if defense.fitted:
-                state = load_tensors(artifact(spec.purifier(), PURIFIER_FILE, store, progress, str(device)))[0]
-            train = train.with_images(defense.purify(train.images, state))
-        else:
-            hook = defense
+    train, hook = defended(spec, train, store, progress, device)
     curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
     c, h, _ = train.shape
     torch.manual_seed(spec.seed)
@@ -448,5 +491,5 @@ def separability(p: Profile, method: str, target: str, store: RunStore | None = 
     return run(separability_spec(p, method, target, **extra), store, progress, p.device)
 
 
-_COMPUTE = {PoisonSpec: _compute_poison, PurifierSpec: _compute_purifier, VictimSpec: _compute_victim, MISpec: _compute_mi,
+_COMPUTE = {PoisonSpec: _compute_poison, PurifierSpec: _compute_purifier, DenoiserSpec: _compute_denoiser, VictimSpec: _compute_victim, MISpec: _compute_mi,
             CovarianceSpec: _compute_covariance, SeparabilitySpec: _compute_separability}

@@ -40,6 +40,10 @@ class _PaperLabels(dict):
 
 METHOD_LABELS = _PaperLabels()
 
+# our defense names → the column labels of MI-UE Tables 5 and 12 (ISS is JPEG compression at quality 10)
+DEFENSE_LABELS = {"cutout": "Cutout", "cutmix": "Cutmix", "mixup": "Mixup", "ueraser": "UER", "jpeg": "ISS",
+                  "op": "OP", "ava": "AVA", "d-vae": "D-VAE", "le": "LE", "at": "AT"}
+
 
 def table(number: int, paper: str = "MI-UE") -> pd.DataFrame:
     """Table ``number`` of ``paper`` ('MI-UE' or 'SAL/UD') as printed, with a float column ``v``."""

@@ -240,6 +240,15 @@ _CPU_TRIALS = {
                                                     "max_rounds": 4},
 }
 
+# Defenses at the cpu profile: OP's linear model takes batches of 128 (4,000 images in batches of 1,024 would
+# give it 80 SGD steps instead of the official run's ~1,000); D-VAE trains 15 epochs a stage (official 60);
+# AVA and LE share one width-16 denoiser trained 3,000 steps on 4,000 held-out images, and LE takes 10 reverse
+# steps a round (respaced over its 20 diffusion steps)
+_CPU_DENOISER = {"denoiser_images": 4000, "denoiser_steps": 3000, "denoiser_width": 16}
+_CPU_DEFENSES = {"op": {"batch_size": 128}, "d-vae": {"epochs": 15}, "ava": dict(_CPU_DENOISER),
+                 "le": {"reverse_steps": 10, **_CPU_DENOISER}}
+_SMOKE_DENOISER = {"denoiser_images": 500, "denoiser_steps": 100, "denoiser_width": 16}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_train=1000, n_test=1000, width=0.125, victim_epochs=5, victim_lr=0.1,
                      victim_weight_decay=5e-4, seeds=(0,), mi_slices=200, mi_bins=20,
@@ -257,14 +266,16 @@ PROFILES: dict[str, Profile] = {
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],
                      theorems=_THEOREMS["smoke"],
                      defenses={"at": {"steps": 2, "step_size": 4 / 255}, "ueraser": {"repeats": 2},
-                               "op": {"epochs": 5}}),
+                               "op": {"epochs": 5}, "d-vae": {"epochs": 2},
+                               "ava": {"reverse_steps": 2, **_SMOKE_DENOISER},
+                               "le": {"rounds": 2, "reverse_steps": 2, **_SMOKE_DENOISER}}),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
                    sizes=(1000, 2000), estimator_slices={"kde": 500, "ksg": 500, "mine": 20},
                    # ViT-B is left to the gpu profile: at width 1/8 it took about 100 s an epoch here (20 epochs
                    # about 35 min per victim, 5 victims per architecture)
                    archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34"),
-                   sal_samples=256, sal_every=4),
+                   sal_samples=256, sal_every=4, defenses=_CPU_DEFENSES),
     # the whole Fashion-MNIST training set (6,000 images per class, the paper's sample-size regime) at the cpu
     # profile's width and recipe: the scale issue's profile, run in the background over sessions
     "full": Profile("full", n_train=None, n_test=None, width=0.125, victim_epochs=20, victim_lr=0.1,

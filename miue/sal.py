@@ -438,12 +438,12 @@ def sal_epochs(p) -> list[int]:
     return sorted({p.victim_epochs} | set(range(p.sal_every, p.victim_epochs + 1, p.sal_every)))
 
 
-def sal_config(p, method: str, seed: int = 0, arch: str | None = None) -> dict:
+def sal_config(p, method: str, seed: int = 0, arch: str | None = None, defense=None) -> dict:
     from . import experiments as ex
     from .models import MODELS
     if arch is not None and arch not in MODELS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(MODELS)}")
-    victim = ex.victim_config(p, method, seed)
+    victim = ex.victim_config(p, method, seed, defense=defense)
     victim["model"] = arch or p.model
     return {"victim": victim, "samples": p.sal_samples, "epochs": sal_epochs(p), "steps": p.sal_steps, "eps": EPS,
             "lr": LR, "batch_size": None, "subset_seed": 2, "augment": False, "bn": "eval"}
@@ -454,13 +454,16 @@ def sal_history(record: dict) -> list[dict]:
     return [e["sal"] for e in record["history"] if "sal" in e]
 
 
-def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, arch: str | None = None) -> dict:
+def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, arch: str | None = None,
+            defense=None) -> dict:
     """Record (kind ``"sal"``) of a victim trained on ``method``'s poisoned training set with per-layer SAL.
 
     The victim (``arch`` or ``p.model``, width ``p.width``, the profile's victim recipe, ``seed``) is trained as
     :func:`miue.experiments.victim` does; after the epochs of :func:`sal_epochs` the SAL of every layer is
     measured on a fixed stratified subset of ``p.sal_samples`` of the (poisoned) training images, without
-    augmentation. Resumable: training state and the SAL measured so far are checkpointed after every epoch.
+    augmentation. With ``defense`` (a name or ``{"name": ..., **settings}``, as for a victim) the victim trains
+    under it and SAL is measured on the training images it sees (purified, for a data-side defense; SAL/UD
+    Table 2). Resumable: training state and the SAL measured so far are checkpointed after every epoch.
     """
     from . import experiments as ex
     from .data import stratified_subset
@@ -471,7 +474,7 @@ def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, ar
         raise TypeError(f"seed must be an integer, got {seed!r}")
     ex._check_method(method)
     store = store or RunStore()
-    cfg = sal_config(p, method, seed, arch)
+    cfg = sal_config(p, method, seed, arch, defense)
     device = resolve_device(p.device)
 
     def compute(ctx):
@@ -479,6 +482,10 @@ def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, ar
         if method != ex.CLEAN:
             _, pois = ex.poison(p, method, store, progress)
             train = train.with_images(pois.apply(train.images))
+        hook = None
+        if defense is not None:
+            train, hook = ex.defended(ex.victim_spec(p, method, seed, arch, defense=defense), train, store, progress,
+                                      device)
         probe = stratified_subset(train, cfg["samples"], seed=cfg["subset_seed"])
         curve = stratified_subset(test, ex.CURVE_TEST_SIZE, seed=1)
         c, h, _ = train.shape
@@ -500,7 +507,7 @@ def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, ar
 
         history = fit(model, train, Recipe(**cfg["victim"]["recipe"]), test=curve, seed=seed, device=device,
                       progress=progress, checkpoint=ctx.checkpoint(), desc=f"SAL {cfg['victim']['model']} {method} s{seed}",
-                      on_epoch=on_epoch)
+                      on_epoch=on_epoch, hook=hook)
         test_loss, test_acc = evaluate(model, test, device)
         train_loss, train_acc = evaluate(model, train, device)
         ctx.checkpoint().remove()

@@ -165,11 +165,48 @@ class PurifierSpec(Spec):
                 "n_train": self.n_train, "defense": {"name": self.defense[0], **dict(self.defense[1])},
                 "seed": self.seed}
 
+    def denoiser(self) -> Optional["DenoiserSpec"]:
+        """The clean-data diffusion model this purifier needs (AVA, LE), else None."""
+        from .defenses import create_defense
+        d = create_defense({"name": self.defense[0], **dict(self.defense[1])})
+        if not getattr(d, "needs_denoiser", False):
+            return None
+        s = d.denoiser_settings()
+        return DenoiserSpec(self.dataset, self.n_train, s.images, s.steps, s.batch_size, s.lr, s.width,
+                            s.label_dropout, s.seed)
+
     def dependencies(self):
-        return [] if self.poison is None else [self.poison]
+        den = self.denoiser()
+        return ([] if den is None else [den]) + ([] if self.poison is None else [self.poison])
 
     def describe(self) -> str:
         return f"purifier {self.defense[0]} fitted on {self.method}"
+
+
+@dataclass(frozen=True)
+class DenoiserSpec(Spec):
+    """The defender's denoising diffusion model (AVA, LE): trained on ``images`` clean images of ``dataset``'s
+    training split held out from the published subset of ``exclude_n_train`` images (see
+    :mod:`miue.defenses.diffusion`)."""
+
+    dataset: str
+    exclude_n_train: Optional[int]
+    images: int
+    steps: int
+    batch_size: int
+    lr: float
+    width: int
+    label_dropout: float
+    seed: int = 0
+    kind: ClassVar[str] = "denoiser"
+
+    def config(self) -> dict:
+        return {"dataset": self.dataset, "exclude_n_train": self.exclude_n_train, "images": self.images,
+                "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "width": self.width,
+                "label_dropout": self.label_dropout, "seed": self.seed}
+
+    def describe(self) -> str:
+        return f"denoiser ({self.images} held-out clean {self.dataset} images, {self.steps} steps)"
 
 
 @dataclass(frozen=True)

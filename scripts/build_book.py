@@ -20,6 +20,9 @@ import papermill
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# chapters whose cpu records are still being computed: executed by the tests at the smoke profile (--drafts),
+# moved to notebooks/ (and the toc) when their records land
+DRAFTS = sorted((ROOT / "notebooks" / "drafts").glob("*.ipynb"))
 
 
 def takes_profile(nb: Path) -> bool:
@@ -80,11 +83,12 @@ def main(argv=None):
     ap.add_argument("--no-execute", action="store_true")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--only", nargs="*", help="notebook names to execute (default: all)")
+    ap.add_argument("--drafts", action="store_true", help="also execute the draft chapters in notebooks/drafts")
     args = ap.parse_args(argv)
     if not args.no_execute:
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for nb in NOTEBOOKS:
+        for nb in NOTEBOOKS + (DRAFTS if args.drafts else []):
             if args.only and nb.name not in args.only:
                 continue
             print(f"== executing {nb.name} at profile {args.profile}", flush=True)

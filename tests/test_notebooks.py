@@ -11,11 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+DRAFTS = sorted((ROOT / "notebooks" / "drafts").glob("*.ipynb"))  # chapters whose cpu records are not all in yet
 
 
 def test_notebook_sources_are_clean_and_parameterized():
     assert NOTEBOOKS, "no notebooks found"
-    for nb_path in NOTEBOOKS:
+    for nb_path in NOTEBOOKS + DRAFTS:
         nb = nbformat.read(nb_path, as_version=4)
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{nb_path.name} has outputs"
         assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, nb_path.name
@@ -28,14 +29,14 @@ def book_store(tmp_path_factory):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb_path", NOTEBOOKS + DRAFTS, ids=lambda p: p.stem)
 def test_notebook_runs_at_smoke_profile(nb_path, book_store, monkeypatch):
     tmp_path = book_store
     monkeypatch.setenv("MIUE_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MIUE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / nb_path.name
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--profile", "smoke", "--out",
-                    str(tmp_path), "--no-build", "--only", nb_path.name], check=True, cwd=ROOT)
+                    str(tmp_path), "--no-build", "--drafts", "--only", nb_path.name], check=True, cwd=ROOT)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
