@@ -164,3 +164,48 @@ def test_adversarial_training_buys_robustness(digits):
         accs[name] = (evaluate(m, test, torch.device("cpu"))[1], _robust_acc(m, x, y, eps))
     assert accs["at"][0] > 0.7  # still learns the digits
     assert accs["at"][1] > accs["st"][1] + 0.15, accs
+
+
+def test_dvae_purifies_to_valid_images_and_refuses_a_foreign_state():
+    x = torch.randint(0, 256, (64, 1, 12, 12), dtype=torch.uint8)
+    y = torch.arange(64) % 4
+    d = create_defense({"name": "d-vae", "epochs": 1, "width": 8})
+    state = d.fit(x, y, torch.device("cpu"))
+    out = d.purify(x, state)
+    assert out.shape == x.shape and out.dtype == torch.uint8 and not torch.equal(out, x)
+    with pytest.raises(ValueError, match="fitted on 64 images"):
+        d.purify(x[:10], state)
+    with pytest.raises(ValueError, match="two fitted VAEs"):
+        d.purify(x)
+
+
+@pytest.mark.parametrize("name, settings", [("ava", {"t_star": 50, "reverse_steps": 3}),
+                                            ("le", {"rounds": 2, "t_star": 10, "reverse_steps": 2})])
+def test_diffusion_purifiers_return_images_of_the_inputs_shape(name, settings):
+    from miue.defenses.diffusion import DenoiserSettings, train_denoiser
+    x = torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(12) % 3
+    unet, losses = train_denoiser(x, y, 3, DenoiserSettings(images=12, steps=100, batch_size=8, width=8), "cpu",
+                                  progress=False)
+    assert len(losses) == 1 and losses[0] > 0
+    d = create_defense({"name": name, "denoiser_width": 8, **settings})
+    state = d.fit(x, y, torch.device("cpu"), denoiser=(unet, 3))
+    out = d.purify(x, state)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    assert 0 < (out.float() - x.float()).abs().mean() < 128  # changed, not erased
+    again = d.fit(x, y, torch.device("cpu"), denoiser=(unet, 3))["purified"]
+    assert torch.equal(again, state["purified"])  # the defense's seed fixes the diffusion noise
+    with pytest.raises(ValueError, match="denoiser trained on clean held-out data"):
+        d.fit(x, y, torch.device("cpu"))
+
+
+def test_the_denoisers_clean_split_is_disjoint_from_the_published_set(fmnist):
+    from miue import experiments as ex
+    from miue.data import load, stratified_subset
+    full = load("fashion-mnist", "train", download=False)
+    published = stratified_subset(full, 4000, seed=0).indices
+    held = ex.holdout_split("fashion-mnist", 4000, 500)
+    assert len(held) == 500 and not set(held.indices.tolist()) & set(published.tolist())
+    assert torch.bincount(held.labels).tolist() == [50] * 10
+    with pytest.raises(ValueError, match="publishes the whole"):
+        ex.holdout_split("fashion-mnist", None, 500)

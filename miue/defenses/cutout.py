@@ -1,7 +1,8 @@
 """Cutout (DeVries & Taylor, 2017) as a training-side defense: one square hole of side ``length`` zeroed at
 a uniformly random centre of each (already cropped and flipped) image; the hole may leave the image.
 
-``length`` 16 is the CIFAR-10 setting (the MI-UE code's cutout.py: "cifar10: 16, cifar100: 8").
+``length`` 16 is the CIFAR-10 setting (the MI-UE code's cutout.py: "cifar10: 16, cifar100: 8"); the default,
+0, takes half the image side: 16 on 32-pixel images, 14 on Fashion-MNIST's 28, 4 on 8×8 digits.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def cutout(x: torch.Tensor, length: int, generator: torch.Generator) -> torch.Te
 
 @dataclass(frozen=True)
 class CutoutConfig(DefenseConfig):
-    length: int = setting(16, low=1, doc="side of the hole in pixels (CIFAR-10: 16, CIFAR-100: 8)")
+    length: int = setting(0, low=0, doc="side of the hole in pixels; 0: half the image side (CIFAR-10: 16, "
+                                        "CIFAR-100: 8)")
 
 
 @register
@@ -38,4 +40,4 @@ class Cutout(Defense):
     Config = CutoutConfig
 
     def hook(self, model, x, y, generator):
-        return cutout(x, self.config.length, generator), y
+        return cutout(x, self.config.length or x.shape[-1] // 2, generator), y
