@@ -254,8 +254,45 @@ def _augmentations(p: Profile) -> list:
     return specs
 
 
+# Chapter "What makes MI-UE work" (Tables 6, 7, 9, 10, 22): MI-UE poisons with one setting changed, one victim
+# each (seed 0); the default row is chapter 1's three seeds
+def ablation_lists(p: Profile) -> dict:
+    """The settings the ablation chapter varies at profile ``p`` (its notebook's defaults). Generation epochs
+    and PGD steps are read relative to the profile's MI-UE budget (the paper's 100 epochs of 0.2/255)."""
+    base = ex.attack_config(p, "miue")
+    e = base["epochs"]
+    if p.name == "smoke":
+        return {"terms": ["full", "no-distance", "no-similarity"], "zetas": [0.0, 10.0], "epochs": [1, e],
+                "budgets": [4, 16], "steps": [0.8, 8.0]}
+    return {"terms": ["full", "no-distance", "no-similarity"], "zetas": [0.0, 0.01, 0.1, 1.0, 10.0, 100.0],
+            "epochs": sorted({1, max(1, e // 4), max(1, e // 2), e, 2 * e}),  # the paper's 20/50/100 of 100 are 1/5-1/1
+            "budgets": [4, 6, 8, 12, 16], "steps": [0.1, 0.2, 0.4, 0.8, 1.0, 2.0, 4.0, 8.0]}
+
+
+TERMS = {"full": {}, "no-distance": {"zeta": 0.0}, "no-similarity": {"similarity": False}}
+
+
+def ablation_settings(p: Profile) -> list[tuple[str, object, dict]]:
+    """(table, value, MI-UE settings) of every cell of the ablation chapter at profile ``p``."""
+    L = ablation_lists(p)
+    cells = [("terms", t, TERMS[t]) for t in L["terms"]]
+    cells += [("zeta", z, {"zeta": z}) for z in L["zetas"]]
+    cells += [("epochs", e, {"epochs": e}) for e in L["epochs"]]
+    cells += [("budget", b, {"eps": b / 255}) for b in L["budgets"]]
+    cells += [("step", a, {"step_size": a / 255}) for a in L["steps"]]
+    return cells
+
+
+def _ablations(p: Profile) -> list:
+    seed = p.seeds[0]
+    specs = [ex.victim_spec(p, "clean", seed)]
+    specs += [ex.victim_spec(p, "miue", seed, **settings) for _, _, settings in ablation_settings(p)]
+    return specs
+
+
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
 STUDIES = {"11_adversarial_training": _adversarial_training, "12_augmentations": _augmentations,
+           "13_what_makes_miue_work": _ablations,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 
