@@ -159,3 +159,49 @@ def test_nt_xent_matches_its_closed_form_on_a_hand_made_batch():
     assert nt_xent(z1, z2.flip(0), tau).item() > expect
     with pytest.raises(ValueError, match="two N×d batches"):
         nt_xent(z1, z2[:1], tau)
+
+
+def test_the_mine_regulariser_changes_the_poison_and_lowers_the_mine_estimate(digits):
+    """Table 8's regulariser on a fixed LeNet-5 (digits, 512 images, ε 32/255): the same PGD sweep with the MINE
+    term (weight 100) gives another δ whose clean/poisoned features a freshly trained DV critic finds less
+    dependent (measured: 0.098 against 0.146 nats)."""
+    from dataclasses import dataclass
+
+    from miue.attacks.em import pgd_sweep
+    from miue.attacks.mi_regularizer import MIRegularizer, StatisticsNetwork, donsker_varadhan
+    from miue.train import as_float
+
+    @dataclass
+    class Sweep:
+        eps: float = 32 / 255
+        pgd_steps: int = 10
+        step_size: float = 8 / 255
+        batch_size: int = 256
+
+    train, _ = digits
+    x, y = train.images[:512], train.labels[:512]
+    torch.manual_seed(0)
+    model = create_model("lenet5", 10, 1, 8, 1.0).eval()
+    cpu = torch.device("cpu")
+
+    def critic_bound(delta):
+        with torch.no_grad():
+            a, b = model.features(as_float(x, cpu)), model.features((as_float(x, cpu) + delta).clamp(0, 1))
+        torch.manual_seed(1)
+        t = StatisticsNetwork(a.shape[1])
+        opt = torch.optim.Adam(t.parameters(), 1e-3)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(300):
+            bound = donsker_varadhan(t, a, b, torch.randperm(len(a), generator=g))
+            opt.zero_grad()
+            (-bound).backward()
+            opt.step()
+        return bound.item()
+
+    init = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 32 / 255
+    plain, _ = pgd_sweep(model, x, y, init.clone(), y, Sweep(), cpu)
+    reg, _ = pgd_sweep(model, x, y, init.clone(), y, Sweep(), cpu, mi_reg=MIRegularizer(model.feature_dim, 100.0, cpu))
+    assert (plain - reg).abs().max() > 0 and reg.abs().max() <= 32 / 255 + 1e-6
+    assert critic_bound(reg) < critic_bound(plain) - 0.02
+    from miue import settings
+    assert "mi_weight" not in settings.address(create_attack("em").config)  # addresses unchanged at 0

@@ -31,6 +31,8 @@ class APConfig(AttackConfig):
     augment: bool = True
     model: str = "resnet18"
     width: float = setting(1.0, low=0, low_open=True)
+    mi_weight: float = setting(0.0, low=0, added=True,
+                               doc="weight of the MINE estimate of I(g(x); g(x+δ)) added to the loss (Table 8)")
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,12 @@ class AdversarialPoisoning(Attack):
         init = (torch.randn(x_all.shape, generator=gen) * c.eps).to(device)
         init = project(init, x_all.float() / 255, c.eps)
         pgd_cfg = _PGD(c.eps, c.iterations, c.step_ratio * c.eps, c.batch_size)
+        mi_reg = None
+        if c.mi_weight:
+            from .mi_regularizer import MIRegularizer
+            mi_reg = MIRegularizer(state.extra["model"].feature_dim, c.mi_weight, device, seed=c.seed + r)
         delta, loss = pgd_sweep(state.extra["model"], x_all, y_all, init, (y_all + 1) % data.num_classes, pgd_cfg,
-                                device, gen, data.augmentation if c.augment else None)
+                                device, gen, data.augmentation if c.augment else None, mi_reg=mi_reg)
         best, best_loss = state.tensors["delta"], state.tensors["best_loss"]
         better = loss < best_loss
         best[better], best_loss[better] = delta[better], loss[better]

@@ -5,7 +5,8 @@
 Rounds alternate ``train_steps`` SGD batches on x + δ with a PGD sweep over the whole set (signed
 gradient *descent*, model in eval mode), until training accuracy on x + δ exceeds 1 − ``stop_error``
 (the official stop condition, 99%) or ``max_rounds`` is reached. δ starts at zero; no augmentation
-in generation, as in the official code (see methods.md).
+in generation, as in the official code (see methods.md). ``mi_weight`` > 0 adds MI-UE Table 8's MINE
+regulariser (:mod:`miue.attacks.mi_regularizer`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,15 @@ class EMConfig(AttackConfig):
     max_rounds: int = setting(100, low=1)
     model: str = "resnet18"
     width: float = setting(1.0, low=0, low_open=True)
+    mi_weight: float = setting(0.0, low=0, added=True,
+                               doc="weight of the MINE estimate of I(g(x); g(x+δ)) added to the loss (Table 8)")
 
 
-def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, aug_spec=None):
-    """PGD descent of CE(f(aug(x+δ)), target) for every batch of the set; returns (δ, per-sample final loss)."""
+def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, aug_spec=None, mi_reg=None):
+    """PGD descent of CE(f(aug(x+δ)), target) for every batch of the set; returns (δ, per-sample final loss).
+
+    With ``mi_reg`` (a :class:`~miue.attacks.mi_regularizer.MIRegularizer`) the loss also carries its MINE
+    penalty on (g(x), g(x+δ)), its statistics network refitted on each batch first (Table 8)."""
     model.eval()
     model.requires_grad_(False)
     final = torch.empty(len(x_all), device=device)
@@ -46,10 +52,18 @@ def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, 
     for s in range(0, len(x_all), cfg.batch_size):
         sl = slice(s, s + cfg.batch_size)
         x, t = as_float(x_all[sl], device), targets[sl]
+        clean_features = None
+        if mi_reg is not None:
+            with torch.no_grad(), autocast(device):
+                clean_features = model.features(x).float()
+                mi_reg.fit_batch(clean_features, model.features((x + delta[sl]).clamp(0, 1)).float())
 
-        def loss_fn(inp, t=t):
+        def loss_fn(inp, t=t, clean_features=clean_features):
             with autocast(device):
-                return F.cross_entropy(model(inp).float(), t)
+                if mi_reg is None:
+                    return F.cross_entropy(model(inp).float(), t)
+                z = model.features(inp)
+                return F.cross_entropy(model.head(z).float(), t) + mi_reg.penalty(clean_features, z.float())
 
         d, _ = pgd(loss_fn, x, delta[sl].clone(), eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps,
                    augmentation=aug_spec, generator=generator)
@@ -94,9 +108,23 @@ class ErrorMinimizing(Attack):
         poisoned = (as_float(x_all, device) + state.delta).clamp_(0, 1)
         train_steps(state.model, state.optimizer, poisoned, y_all, batch_idx, state.extra["recipe"], None, gen, device)
         # δ: PGD sweep over the whole set, minimizing the error
-        state.tensors["delta"], _ = pgd_sweep(state.model, x_all, y_all, state.delta, y_all, c, device)
+        state.tensors["delta"], _ = pgd_sweep(state.model, x_all, y_all, state.delta, y_all, c, device,
+                                              mi_reg=self.mi_regularizer(state, device))
         _, acc = evaluate(state.model, ((as_float(x_all, device) + state.delta).clamp_(0, 1), y_all), device)
-        return {"round": rnd + 1, "train_acc": acc}
+        entry = {"round": rnd + 1, "train_acc": acc}
+        if c.mi_weight:
+            entry["mine_bound"] = state.extra["mi_reg"].last
+        return entry
+
+    def mi_regularizer(self, state, device):
+        """Table 8's MINE regulariser (None unless ``mi_weight`` > 0), kept across rounds in memory."""
+        if not self.config.mi_weight:
+            return None
+        if "mi_reg" not in state.extra:
+            from .mi_regularizer import MIRegularizer
+            state.extra["mi_reg"] = MIRegularizer(state.model.feature_dim, self.config.mi_weight, device,
+                                                  seed=self.config.seed)
+        return state.extra["mi_reg"]
 
     def finish(self, state, data, device):
         converged = self.done(state)
