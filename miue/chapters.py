@@ -296,7 +296,13 @@ def _ablations(p: Profile) -> list:
     for m in ["clean", "miue", *ablation_lists(p)["regularized"]]:
         specs.append(ex.mi_spec(p, m, seed))
     specs += [ex.mi_spec(p, m, seed, mi_weight=MI_REGULARIZER_WEIGHT) for m in ablation_lists(p)["regularized"]]
+    specs += [ex.victim_spec(p, m, seed, contrastive={}, **extra) for m, extra, _ in CONTRASTIVE_ROWS]
     return specs
+
+
+# Table 20: SimCLR victims of the clean set, EM, MI-UE and A-MI-UE (MI-UE generated through SimCLR's views)
+CONTRASTIVE_ROWS = [("clean", {}, "Clean"), ("em", {}, "EM"), ("miue", {}, "MI-UE"),
+                    ("miue", {"augment_mode": "contrastive"}, "A-MI-UE")]
 
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)

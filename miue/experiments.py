@@ -290,7 +290,7 @@ def _check_arch(arch: str | None) -> str | None:
     return arch
 
 
-def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, defense=None,
+def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, defense=None, contrastive=None,
                 **extra) -> VictimSpec:
     """Spec of a victim; ``arch`` (a MODELS name) replaces the profile's model for the victim only: the
     poison is still generated with the profile's source model (as in the paper's transfer tables).
@@ -306,8 +306,15 @@ def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, def
         d = create_defense({**p.defenses.get(given.get("name"), {}), **given}).spec()  # the profile's, then the caller's
         recipe = dataclasses.replace(recipe, **p.defense_recipes.get(d["name"], {}))
         d = (d.pop("name"), freeze(d))
+    c = None
+    if contrastive is not None:  # a SimCLR victim: {} for the profile's settings, or settings to change
+        from .contrastive import SimCLRConfig
+        if not isinstance(contrastive, dict):
+            raise TypeError(f"contrastive must be a dict of SimCLR settings ({{}} for the profile's), got {contrastive!r}")
+        chosen = settings.configure("SimCLR victim", SimCLRConfig, None, {**p.simclr, **contrastive})
+        c = freeze(settings.address(chosen))
     return VictimSpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, p.n_test,
-                      _check_arch(arch) or p.model, p.width, recipe, seed, d)
+                      _check_arch(arch) or p.model, p.width, recipe, seed, d, c)
 
 
 def victim_config(p: Profile, method: str, seed: int, arch: str | None = None, **extra) -> dict:
@@ -328,12 +335,32 @@ def defended(spec: VictimSpec, train: ImageDataset, store, progress, device) -> 
     return train.with_images(defense.purify(train.images, state)), None
 
 
+def _contrastive_victim(spec: VictimSpec, ctx, train: ImageDataset, test: ImageDataset, device, progress) -> dict:
+    """Table 20's SimCLR victim: contrastive pre-training on the published images, a linear probe on them."""
+    from .contrastive import SimCLRConfig, linear_probe, pretrain
+    c = SimCLRConfig(**dict(spec.contrastive))
+    ch, h, _ = train.shape
+    torch.manual_seed(spec.seed)
+    model = create_model(spec.model, train.num_classes, ch, h, spec.width)
+    history = pretrain(model, train.images, c, spec.seed, device, progress, ctx.checkpoint())
+    t0 = time.perf_counter()
+    train_f, test_f = extract_features(model, train.images, device), extract_features(model, test.images, device)
+    train_acc, test_acc = linear_probe(train_f, train.labels, test_f, test.labels)
+    digest = ctx.save_artifact(MODEL_FILE, model.state_dict())
+    ctx.checkpoint().remove()
+    return {"metrics": {"test_acc": test_acc, "train_acc": train_acc, "n_train": len(train), "n_test": len(test),
+                        "probe_seconds": time.perf_counter() - t0, "train_seconds": ctx.elapsed()},
+            "history": history, "artifacts": {MODEL_FILE: digest}}
+
+
 def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
     train, test = _spec_splits(spec)
     if spec.poison is not None:
         pois = load_poison(spec.poison, store, progress, str(device))
         train = train.with_images(pois.apply(train.images))
     train, hook = defended(spec, train, store, progress, device)
+    if spec.contrastive is not None:
+        return _contrastive_victim(spec, ctx, train, test, device, progress)
     curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
     c, h, _ = train.shape
     torch.manual_seed(spec.seed)

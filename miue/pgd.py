@@ -42,14 +42,16 @@ def pgd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, delta:
     """``steps`` projected steps on ``delta`` for the scalar ``loss_fn(inputs)``; returns (δ, the last loss).
 
     ``x`` is the clean float batch in [0, 1]; ``augmentation`` a dataset :class:`~miue.data.Augmentation`
-    applied to x + δ at every step with ``generator``.
+    (or a differentiable function (x, generator) → x) applied to x + δ at every step with ``generator``.
     """
     d, loss = delta.detach(), None
     sign = 1.0 if ascent else -1.0
     for _ in range(steps):
         d.requires_grad_(True)
         inp = x + d
-        if augmentation is not None:
+        if callable(augmentation):  # a differentiable augmentation function (x, generator) → x
+            inp = augmentation(inp, generator)
+        elif augmentation is not None:
             inp = apply_augment(inp, augmentation, generator)
         loss = loss_fn(inp)
         grad, = torch.autograd.grad(loss, d)

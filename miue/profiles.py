@@ -66,6 +66,8 @@ class Profile:
     # defense trains with where it is not the profile's (defense name → Recipe fields: the paper's AT schedule)
     defenses: typing.Dict[str, dict] = field(default_factory=dict)
     defense_recipes: typing.Dict[str, dict] = field(default_factory=dict)
+    # the SimCLR victims' settings at this profile (miue.contrastive.SimCLRConfig fields; Table 20)
+    simclr: typing.Dict[str, object] = field(default_factory=dict)
     device: str = "auto"
 
     def __post_init__(self):
@@ -205,6 +207,11 @@ def validate(p: Profile) -> None:
             settings.configure(f"defense_recipes[{name!r}]", Recipe, None, chosen)
         except (TypeError, ValueError) as exc:
             raise ProfileError(f"profile {p.name!r}: defense_recipes[{name!r}]: {exc}") from None
+    from .contrastive import SimCLRConfig
+    try:
+        settings.configure("simclr", SimCLRConfig, None, p.simclr)
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"profile {p.name!r}: simclr: {exc}") from None
     for name, trial in p.trials.items():
         trial = dict(trial)
         method = trial.pop("method", None)
@@ -268,14 +275,15 @@ PROFILES: dict[str, Profile] = {
                      defenses={"at": {"steps": 2, "step_size": 4 / 255}, "ueraser": {"repeats": 2},
                                "op": {"epochs": 5}, "d-vae": {"epochs": 2},
                                "ava": {"reverse_steps": 2, **_SMOKE_DENOISER},
-                               "le": {"rounds": 2, "reverse_steps": 2, **_SMOKE_DENOISER}}),
+                               "le": {"rounds": 2, "reverse_steps": 2, **_SMOKE_DENOISER}},
+                     simclr={"epochs": 2, "batch_size": 128}),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
                    sizes=(1000, 2000), estimator_slices={"kde": 500, "ksg": 500, "mine": 20},
                    # ViT-B is left to the gpu profile: at width 1/8 it took about 100 s an epoch here (20 epochs
                    # about 35 min per victim, 5 victims per architecture)
                    archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34"),
-                   sal_samples=256, sal_every=4, defenses=_CPU_DEFENSES),
+                   sal_samples=256, sal_every=4, defenses=_CPU_DEFENSES, simclr={"epochs": 30}),
     # the whole Fashion-MNIST training set (6,000 images per class, the paper's sample-size regime) at the cpu
     # profile's width and recipe: the scale issue's profile, run in the background over sessions
     "full": Profile("full", n_train=None, n_test=None, width=0.125, victim_epochs=20, victim_lr=0.1,

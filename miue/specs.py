@@ -115,6 +115,7 @@ class VictimSpec(Spec):
     recipe: Recipe
     seed: int
     defense: Optional[tuple] = None  # (name, ((setting, value), ...)) — hashable; see defense_dict
+    contrastive: Optional[tuple] = None  # SimCLR settings ((setting, value), ...): a contrastive victim (Table 20)
     kind: ClassVar[str] = "victim"
 
     @property
@@ -127,6 +128,8 @@ class VictimSpec(Spec):
                "recipe": settings.address(self.recipe), "seed": self.seed}
         if self.defense is not None:
             cfg["defense"] = self.defense_dict
+        if self.contrastive is not None:
+            cfg["contrastive"] = dict(self.contrastive)
         return cfg
 
     def purifier(self) -> "PurifierSpec | None":
@@ -145,7 +148,8 @@ class VictimSpec(Spec):
 
     def describe(self) -> str:
         d = "" if self.defense is None else f" + {self.defense[0]}"
-        return f"victim {self.model} on {self.method}{d}, seed {self.seed}"
+        kind = "SimCLR victim" if self.contrastive is not None else "victim"
+        return f"{kind} {self.model} on {self.method}{d}, seed {self.seed}"
 
 
 @dataclass(frozen=True)

@@ -205,3 +205,32 @@ def test_the_mine_regulariser_changes_the_poison_and_lowers_the_mine_estimate(di
     assert critic_bound(reg) < critic_bound(plain) - 0.02
     from miue import settings
     assert "mi_weight" not in settings.address(create_attack("em").config)  # addresses unchanged at 0
+
+
+def test_simclr_views_are_differentiable_seeded_and_in_range():
+    from miue.contrastive import simclr_augment
+    for c in (1, 3):
+        x = torch.rand(8, c, 16, 16, requires_grad=True)
+        v = simclr_augment(x, torch.Generator().manual_seed(0))
+        assert v.shape == x.shape and v.min() >= 0 and v.max() <= 1
+        v.sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0  # A-MI-UE's PGD differentiates through the views
+        again = simclr_augment(x.detach(), torch.Generator().manual_seed(0))
+        assert torch.equal(again, v.detach())
+        assert not torch.equal(simclr_augment(x.detach(), torch.Generator().manual_seed(1)), v.detach())
+
+
+def test_a_contrastive_victim_is_its_own_run_with_the_profiles_simclr_settings():
+    from miue import experiments as ex
+    from miue.profiles import ProfileError, profile
+    p = profile("smoke")
+    sup, sim = ex.victim_spec(p, "em", 0), ex.victim_spec(p, "em", 0, contrastive={})
+    assert "contrastive" not in sup.config() and sim.config()["contrastive"]["epochs"] == 2
+    assert sim.address != sup.address and sim.poison == sup.poison
+    assert ex.victim_spec(p, "em", 0, contrastive={"tau": 0.2}).config()["contrastive"]["tau"] == 0.2
+    amiue = ex.poison_spec(p, "miue", augment_mode="contrastive")
+    assert amiue.address != ex.poison_spec(p, "miue").address
+    with pytest.raises(ProfileError, match="simclr"):
+        profile("smoke", simclr={"epochs": 0})
+    with pytest.raises(TypeError, match="contrastive must be a dict"):
+        ex.victim_spec(p, "em", 0, contrastive=True)

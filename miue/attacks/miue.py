@@ -77,9 +77,10 @@ class MIUEConfig(AttackConfig):
     augment: bool = True  # App. E.3: crop + flip in generation, for θ and (differentiably) for δ
     model: str = "resnet18"
     width: float = setting(1.0, low=0, low_open=True)
-    augment_mode: str = setting("joint", choices=("joint", "flip-clean"), added=True,
+    augment_mode: str = setting("joint", choices=("joint", "flip-clean", "contrastive"), added=True,
                                 doc="'joint': crop and flip x+δ together (EOT); 'flip-clean': flip x only, add δ "
-                                    "unflipped, no crop (the code's --post-aug)")
+                                    "unflipped, no crop (the code's --post-aug); 'contrastive': SimCLR's views of "
+                                    "x+δ in both steps (A-MI-UE, Table 20)")
     train_batch_size: int = setting(0, low=0, added=True, doc="source-model batch; 0: batch_size")
     normalize: str = setting("none", choices=("none", "imagenet"), added=True,
                              doc="input normalization inside the source network")
@@ -134,6 +135,7 @@ class MIUE(Attack):
             g["lr"] = recipe.lr_at(epoch)
         joint = c.augment and c.augment_mode == "joint"
         flip = c.augment and c.augment_mode == "flip-clean" and data.augmentation.horizontal_flip
+        views = c.augment and c.augment_mode == "contrastive"
 
         def clean(idx):  # the clean batch as the generation sees it: flipped alone in 'flip-clean' mode
             x = as_float(x_all[idx], device)
@@ -145,6 +147,11 @@ class MIUE(Attack):
             poisoned = (as_float(x_all, device) + delta).clamp_(0, 1)
             _, train_acc = train_steps(model, state.optimizer, poisoned, y_all, order, recipe, data.augmentation,
                                        gen, device)
+        elif views:
+            from ..contrastive import simclr_augment
+            _, train_acc = train_steps(model, state.optimizer,
+                                       lambda idx: simclr_augment((clean(idx) + delta[idx]).clamp(0, 1), gen),
+                                       y_all, order, recipe, None, gen, device)
         else:
             _, train_acc = train_steps(model, state.optimizer, lambda idx: (clean(idx) + delta[idx]).clamp_(0, 1),
                                        y_all, order, recipe, None, gen, device)
@@ -162,8 +169,13 @@ class MIUE(Attack):
         for s in range(0, len(order), c.batch_size):
             idx = order[s:s + c.batch_size].to(device)
             x, y = clean(idx), y_all[idx]
+            if views:
+                from ..contrastive import simclr_augment
+                aug = simclr_augment
+            else:
+                aug = data.augmentation if joint else None
             d, loss = pgd(lambda inp, y=y: loss_fn(inp, y), x, delta[idx].clone(), eps=c.eps, step_size=alpha,
-                          steps=c.pgd_steps, augmentation=data.augmentation if joint else None, generator=gen)
+                          steps=c.pgd_steps, augmentation=aug, generator=gen)
             losses.append(loss.item())
             delta[idx] = d
         model.requires_grad_(True)
