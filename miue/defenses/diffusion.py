@@ -183,13 +183,19 @@ class DiffusionPurifier(Defense):
 
 
 @dataclass(frozen=True)
-class AVAConfig(DefenseConfig):
-    t_star: int = setting(100, low=1, high=TIMESTEPS, doc="diffusion depth t* of 1,000 (AVATAR's files: 100)")
-    reverse_steps: int = setting(20, low=1, doc="DDPM steps respaced over [0, t*] on the way back")
+class DiffusionConfig(DefenseConfig):
+    """What AVA and LE share: the purification batch and the denoiser (one run for both when these agree)."""
+
     batch_size: int = setting(500, low=1)
     denoiser_images: int = setting(4000, low=10, doc="clean held-out images the denoiser learns from")
     denoiser_steps: int = setting(3000, low=1, doc="training steps of the denoiser (batch 64)")
     denoiser_width: int = setting(32, low=4, doc="channels of the denoiser's first level")
+
+
+@dataclass(frozen=True)
+class AVAConfig(DiffusionConfig):
+    t_star: int = setting(100, low=1, high=TIMESTEPS, doc="diffusion depth t* of 1,000 (AVATAR's files: 100)")
+    reverse_steps: int = setting(20, low=1, doc="DDPM steps respaced over [0, t*] on the way back")
 
 
 @register
@@ -207,15 +213,11 @@ class AVA(DiffusionPurifier):
 
 
 @dataclass(frozen=True)
-class LEConfig(DefenseConfig):
+class LEConfig(DiffusionConfig):
     rounds: int = setting(4, low=1, doc="diffuse-and-denoise rounds (official max_iter: 4)")
     t_star: int = setting(20, low=1, high=TIMESTEPS, doc="diffusion depth of each round (official: 20)")
     reverse_steps: int = setting(20, low=1, doc="reverse steps per round, respaced over [0, t*]")
     guidance: float = setting(0.1, low=0, high=1, doc="pixel guidance scale s toward the diffused published image")
-    batch_size: int = setting(500, low=1)
-    denoiser_images: int = setting(4000, low=10, doc="clean held-out images the denoiser learns from")
-    denoiser_steps: int = setting(3000, low=1, doc="training steps of the denoiser (batch 64)")
-    denoiser_width: int = setting(32, low=4, doc="channels of the denoiser's first level")
 
 
 @register
