@@ -207,7 +207,7 @@ def _width_curve(p: Profile) -> list:
 
 # Chapter "Adversarial training" (Table 4, Figures 7-10): the methods the paper's AT claims are about, at
 # AT-2 to AT-8 (seed 0), beside their standard-training victims
-AT_METHODS = ["clean", "em", "ap", "rem", "sem", "miue"]
+AT_METHODS = ["clean", "em", "ap", "rem", "sem", "miue", "entf"]
 AT_BUDGETS = (2, 4, 6, 8)  # ρ in /255
 
 

@@ -235,6 +235,8 @@ _CPU_ATTACKS = {
             "lr_decay_every": 100},
     "sem": {"steps": 256, "eot": 1, "pgd_steps": 5, "step_size": 2 / 255, "adv_steps": 3, "adv_step_size": 2 / 255,
             "lr_decay_every": 100},
+    # EntF: a 10-epoch AT reference model (PGD-10 at 4/255) and AP's cpu crafting budget (20 steps of 0.15·ε)
+    "entf": {"source_epochs": 10, "iterations": 20, "step_ratio": 0.15},
 }
 _CPU_TRIALS = {
     "MI-UE, paper step 0.2/255 and source lr 0.5": {"method": "miue", "step_size": 0.2 / 255, "lr": 0.5},
@@ -267,7 +269,8 @@ PROFILES: dict[str, Profile] = {
                               "rem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,
                                       "adv_step_size": 4 / 255, "lr_decay_every": 8},
                               "sem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,
-                                      "adv_step_size": 4 / 255, "lr_decay_every": 8}},
+                                      "adv_step_size": 4 / 255, "lr_decay_every": 8},
+                              "entf": {"source_epochs": 2, "robust_steps": 2, "iterations": 5, "step_ratio": 0.3}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],

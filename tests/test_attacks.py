@@ -234,3 +234,25 @@ def test_a_contrastive_victim_is_its_own_run_with_the_profiles_simclr_settings()
         profile("smoke", simclr={"epochs": 0})
     with pytest.raises(TypeError, match="contrastive must be a dict"):
         ex.victim_spec(p, "em", 0, contrastive=True)
+
+
+def test_entf_losses_pull_to_another_centroid_and_push_from_the_own():
+    from miue.attacks.entf import entanglement_loss
+    centroids = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 3.0]])
+    z = torch.tensor([[1.0, 0.0], [9.0, 1.0]], requires_grad=True)
+    y = torch.tensor([0, 1])
+    pull = entanglement_loss(z, y, centroids, "pull")
+    # nearest other class: image 0 (class 0) → centroid 2 at distance² 10; image 1 (class 1) → centroid 0 at 82
+    assert pull.item() == pytest.approx((10 + 82) / 2)
+    push = entanglement_loss(z, y, centroids, "push")
+    assert push.item() == pytest.approx(-(1 + 2) / 2)
+    with pytest.raises(ValueError, match="pull' or 'push"):
+        entanglement_loss(z, y, centroids, "twist")
+
+
+def test_entf_poisons_within_budget_from_an_adversarially_trained_reference(digits):
+    train, _ = digits
+    attack = create_attack("entf", source_epochs=1, robust_steps=2, iterations=3, step_ratio=0.3, model="lenet5")
+    poison = attack.generate(train, progress=False)
+    assert poison.meta["checks"]["linf_levels"] <= 8 and poison.delta.abs().sum() > 0
+    assert len(poison.meta["source_history"]) == 1
