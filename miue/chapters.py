@@ -300,8 +300,8 @@ def _ablations(p: Profile) -> list:
     return specs
 
 
-# Table 20: SimCLR victims of the clean set, EM, MI-UE and A-MI-UE (MI-UE generated through SimCLR's views)
-CONTRASTIVE_ROWS = [("clean", {}, "Clean"), ("em", {}, "EM"), ("miue", {}, "MI-UE"),
+# Table 20: SimCLR victims of the clean set, EM, TUE, MI-UE and A-MI-UE (MI-UE generated through SimCLR's views)
+CONTRASTIVE_ROWS = [("clean", {}, "Clean"), ("em", {}, "EM"), ("tue", {}, "TUE"), ("miue", {}, "MI-UE"),
                     ("miue", {"augment_mode": "contrastive"}, "A-MI-UE")]
 
 

@@ -256,3 +256,28 @@ def test_entf_poisons_within_budget_from_an_adversarially_trained_reference(digi
     poison = attack.generate(train, progress=False)
     assert poison.meta["checks"]["linf_levels"] <= 8 and poison.delta.abs().sum() > 0
     assert len(poison.meta["source_history"]) == 1
+
+
+def test_tue_csd_separates_the_class_means_of_the_perturbations():
+    from miue.attacks.tue import csd_loss
+    y = torch.arange(4).repeat_interleave(16)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(64, 1, 4, 4, generator=g) * 0.01
+    apart = noise + torch.randn(4, 1, 4, 4, generator=g)[y]  # class-wise patterns
+    assert csd_loss(apart, y) < csd_loss(noise, y)
+    d = noise.clone().requires_grad_(True)
+    csd_loss(d, y).backward()
+    assert torch.isfinite(d.grad).all() and d.grad.abs().sum() > 0
+
+
+def test_tue_perturbations_become_class_wise_within_budget(digits):
+    """The SimCLR defaults (ssl_weight 0): CSD alone, so δ's class means move apart from a random start."""
+    from miue.attacks.tue import csd_loss
+    train, _ = digits
+    poison = create_attack("tue", epochs=2, pgd_steps=5, step_size=2 / 255).generate(train, progress=False)
+    assert poison.meta["checks"]["linf_levels"] <= 8
+    start = (torch.rand(train.images.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 8 / 255
+    assert csd_loss(poison.delta, train.labels) < 0.5 * csd_loss(start, train.labels)
+    ssl = create_attack("tue", epochs=1, pgd_steps=2, train_steps=2, batch_size=256, ssl_weight=1.0, model="lenet5")
+    with_ssl = ssl.generate(train, progress=False)  # the backbone path: SimCLR batches, then δ on both terms
+    assert with_ssl.meta["checks"]["linf_levels"] <= 8 and "ssl_loss" in with_ssl.meta["history"][0]
