@@ -237,9 +237,11 @@ def defense_lists(p: Profile) -> dict:
         return {"methods": ["clean", "em", "miue"], "defenses": list(TABLE5_DEFENSES),
                 "diffusion_methods": ["clean", "miue"], "jpeg_qualities": [6, 30], "jpeg_methods": ["clean", "miue"],
                 "mi_methods": ["clean", "em", "miue"]}
+    # about 4 h from scratch on 2 cores at the cpu profile (the diffusion purifiers about an hour of it): the
+    # diffusion purifiers and Table 11's sweep on the methods the paper's claims name, the rest on every method
     return {"methods": ["clean", "em", "ap", "ar", "rem", "sem", "miue", "lsp", "ops"],
-            "defenses": list(TABLE5_DEFENSES), "diffusion_methods": ["clean", "em", "ap", "rem", "sem", "miue"],
-            "jpeg_qualities": list(JPEG_QUALITIES), "jpeg_methods": ["clean", "em", "rem", "miue"],
+            "defenses": list(TABLE5_DEFENSES), "diffusion_methods": ["clean", "em", "rem", "miue"],
+            "jpeg_qualities": list(JPEG_QUALITIES), "jpeg_methods": ["clean", "em", "miue"],
             "mi_methods": ["clean", "random", "em", "ap", "ar", "rem", "sem", "miue"]}
 
 
@@ -305,9 +307,24 @@ CONTRASTIVE_ROWS = [("clean", {}, "Clean"), ("em", {}, "EM"), ("tue", {}, "TUE")
                     ("miue", {"augment_mode": "contrastive"}, "A-MI-UE")]
 
 
+# SAL/UD Table 2 (UD under defenses), for the chapter "Sharpness-aware learnability": SAL runs of victims
+# trained under each defense; `python -m miue.sal_defenses --profile cpu` computes them (the grid leaves SAL
+# runs to their chapter)
+SAL_DEFENSES = {"JPEG": "jpeg", "Adversarial Training": at_defense(8), "UEraser-max": "ueraser", "MixUp": "mixup",
+                "CutOut": "cutout"}
+SAL_DEFENSE_METHODS = ["clean", "em", "ap", "ops"]  # the paper's Vanilla, EM, TAP and OPS
+
+
+def _sal_defenses(p: Profile) -> list:
+    from . import sal
+    seed = p.seeds[0]
+    return [_stored("sal", sal.sal_config(p, m, seed, defense=d), f"SAL {p.model} on {m} + {name}")
+            for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
+
+
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
 STUDIES = {"11_adversarial_training": _adversarial_training, "12_augmentations": _augmentations,
-           "13_what_makes_miue_work": _ablations,
+           "13_what_makes_miue_work": _ablations, "05_sal_under_defenses": _sal_defenses,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 

@@ -250,11 +250,11 @@ _CPU_TRIALS = {
 }
 
 # Defenses at the cpu profile: OP's linear model takes batches of 128 (4,000 images in batches of 1,024 would
-# give it 80 SGD steps instead of the official run's ~1,000); D-VAE trains 15 epochs a stage (official 60);
+# give it 80 SGD steps instead of the official run's ~1,000); D-VAE trains 10 epochs a stage (official 60);
 # AVA and LE share one width-16 denoiser trained 3,000 steps on 4,000 held-out images, and LE takes 10 reverse
 # steps a round (respaced over its 20 diffusion steps)
 _CPU_DENOISER = {"denoiser_images": 4000, "denoiser_steps": 3000, "denoiser_width": 16}
-_CPU_DEFENSES = {"op": {"batch_size": 128}, "d-vae": {"epochs": 15}, "ava": dict(_CPU_DENOISER),
+_CPU_DEFENSES = {"op": {"batch_size": 128}, "d-vae": {"epochs": 10}, "ava": dict(_CPU_DENOISER),
                  "le": {"reverse_steps": 10, **_CPU_DENOISER}}
 _SMOKE_DENOISER = {"denoiser_images": 500, "denoiser_steps": 100, "denoiser_width": 16}
 

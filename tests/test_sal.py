@@ -134,3 +134,15 @@ def test_bad_inputs_are_rejected_with_a_clear_message(digits):
         sal.unlearnable_distance(1.0, 0.0)
     with pytest.raises(ValueError, match="unknown method 'tap'"):
         sal.sal_run(profile("smoke"), "tap")
+
+
+def test_sal_under_a_defense_is_its_own_run_on_what_the_victim_sees(digits, store):
+    """SAL/UD Table 2: the victim trains under the defense; SAL is measured on the purified images."""
+    p = profile("smoke", dataset="digits", n_train=None, n_test=None, model="lenet5", width=1.0, victim_epochs=2,
+                sal_samples=64, sal_every=1, sal_steps=1)
+    plain = sal.sal_run(p, "clean", 0, store, progress=False)
+    for d in ("jpeg", "mixup"):
+        rec = sal.sal_run(p, "clean", 0, store, progress=False, defense=d)
+        assert rec["config"]["victim"]["defense"]["name"] == d and rec["hash"] != plain["hash"]
+        assert len(sal.sal_history(rec)) == 2
+    assert "defense" not in plain["config"]["victim"]  # undefended addresses are unchanged
