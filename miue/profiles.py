@@ -237,6 +237,8 @@ _CPU_ATTACKS = {
             "lr_decay_every": 100},
     # EntF: a 10-epoch AT reference model (PGD-10 at 4/255) and AP's cpu crafting budget (20 steps of 0.15·ε)
     "entf": {"source_epochs": 10, "iterations": 20, "step_ratio": 0.15},
+    # NTGA: the official kernel and steps; 2,000 validation images outside each block (official: 10,000)
+    "ntga": {"val_size": 2000},
 }
 _CPU_TRIALS = {
     "MI-UE, paper step 0.2/255 and source lr 0.5": {"method": "miue", "step_size": 0.2 / 255, "lr": 0.5},
@@ -271,7 +273,8 @@ PROFILES: dict[str, Profile] = {
                               "sem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,
                                       "adv_step_size": 4 / 255, "lr_decay_every": 8},
                               "entf": {"source_epochs": 2, "robust_steps": 2, "iterations": 5, "step_ratio": 0.3},
-                              "tue": {"epochs": 2, "pgd_steps": 5, "step_size": 2 / 255}},
+                              "tue": {"epochs": 2, "pgd_steps": 5, "step_size": 2 / 255},
+                              "ntga": {"block_size": 256, "val_size": 300, "steps": 3}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],
