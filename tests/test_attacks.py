@@ -321,3 +321,18 @@ def test_kernel_prediction_tends_to_kernel_regression_and_ntga_hurts_the_kernel_
     assert poison.meta["checks"]["linf_levels"] <= 8
     first = poison.meta["history"][0]
     assert first["val_loss_poisoned"] > first["val_loss_clean"] > 0  # ascent: the kernel machine generalises worse
+
+
+def test_gue_plays_the_bome_game_within_budget(digits):
+    """Two epochs on digits: the generator's δ stays within ε, BOME's λ is non-negative, and the leader's clean
+    surrogate f(θ) falls (the follower stops recognising clean images)."""
+    from miue.attacks.gue import clean_surrogate
+    logits = torch.tensor([[5.0, 0.0, -5.0]])
+    assert clean_surrogate(logits, torch.tensor([0])).item() == pytest.approx(
+        -torch.log_softmax(logits, 1)[0, 2].item())  # the least likely wrong class
+    train, _ = digits
+    poison = create_attack("gue", epochs=3, batch_size=256, model="lenet5", generator_width=8).generate(
+        train, progress=False)
+    hist = poison.meta["history"]
+    assert poison.meta["checks"]["linf_levels"] <= 8 and poison.delta.abs().sum() > 0
+    assert all(h["lambda"] >= 0 for h in hist) and hist[-1]["clean_surrogate"] < hist[0]["clean_surrogate"]
