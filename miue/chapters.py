@@ -307,6 +307,22 @@ CONTRASTIVE_ROWS = [("clean", {}, "Clean"), ("em", {}, "EM"), ("tue", {}, "TUE")
                     ("miue", {"augment_mode": "contrastive"}, "A-MI-UE")]
 
 
+# Chapter "How transferable" (Tables 3 and 19): poisons from the profile's source model, victims of other
+# architectures (one seed). ViT-B is left to the gpu profile at cpu (about 35 min a victim at width 1/8 here)
+def transfer_lists(p: Profile) -> dict:
+    if p.name == "smoke":
+        return {"methods": ["clean", "em", "miue"], "archs": [p.model, "2-nn"]}
+    deep = ["resnet18", "resnet50", "densenet121", "wrn34-10"] + (["vit-b"] if p.name in ("gpu", "paper") else [])
+    return {"methods": ["clean", "em", "ap", "ntga", "ar", "rem", "sem", "gue", "tue", "miue"],
+            "archs": deep + ["lenet5", "3-nn", "2-nn"]}
+
+
+def _transfer(p: Profile) -> list:
+    L = transfer_lists(p)
+    return [ex.victim_spec(p, m, p.seeds[0], arch=None if a == p.model else a) for m in L["methods"]
+            for a in L["archs"]]
+
+
 # SAL/UD Table 2 (UD under defenses), for the chapter "Sharpness-aware learnability": SAL runs of victims
 # trained under each defense; `python -m miue.sal_defenses --profile cpu` computes them (the grid leaves SAL
 # runs to their chapter)
@@ -325,6 +341,7 @@ def _sal_defenses(p: Profile) -> list:
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
 STUDIES = {"11_adversarial_training": _adversarial_training, "12_augmentations": _augmentations,
            "13_what_makes_miue_work": _ablations, "05_sal_under_defenses": _sal_defenses,
+           "14_how_transferable": _transfer,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 
