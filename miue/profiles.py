@@ -241,6 +241,8 @@ _CPU_ATTACKS = {
     "ntga": {"val_size": 2000},
     # GUE: 10 epochs of the BOME game (official 50), a width-16 generator (about 36 s an epoch here)
     "gue": {"epochs": 10, "generator_width": 16},
+    # DC: 3 outer epochs of 5 classifier epochs (official 1,000 of 20: "5 to 7 days on a GPU")
+    "dc": {"epochs": 3, "classifier_epochs": 5, "generator_width": 16},
 }
 _CPU_TRIALS = {
     "MI-UE, paper step 0.2/255 and source lr 0.5": {"method": "miue", "step_size": 0.2 / 255, "lr": 0.5},
@@ -277,7 +279,8 @@ PROFILES: dict[str, Profile] = {
                               "entf": {"source_epochs": 2, "robust_steps": 2, "iterations": 5, "step_ratio": 0.3},
                               "tue": {"epochs": 2, "pgd_steps": 5, "step_size": 2 / 255},
                               "ntga": {"block_size": 256, "val_size": 300, "steps": 3},
-                              "gue": {"epochs": 1, "generator_width": 8}},
+                              "gue": {"epochs": 1, "generator_width": 8},
+                              "dc": {"epochs": 1, "classifier_epochs": 1, "generator_width": 8}},
                      budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],

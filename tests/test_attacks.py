@@ -336,3 +336,19 @@ def test_gue_plays_the_bome_game_within_budget(digits):
     hist = poison.meta["history"]
     assert poison.meta["checks"]["linf_levels"] <= 8 and poison.delta.abs().sum() > 0
     assert all(h["lambda"] >= 0 for h in hist) and hist[-1]["clean_surrogate"] < hist[0]["clean_surrogate"]
+
+
+def test_dc_generator_raises_the_clean_loss_after_a_pseudo_update(digits):
+    """Three outer epochs on digits (2-NN classifiers, lr 0.1): δ stays within DC's ε = 0.032, and the
+    generator's objective, the clean loss after the pseudo-update, rises across outer epochs, while with a
+    frozen generator (lr 1e-9) it does not. Measured: 2.1233 → 2.1329 against 2.1226 → 2.1235."""
+    train, _ = digits
+
+    def rise(generator_lr):
+        poison = create_attack("dc", epochs=3, classifier_epochs=2, classifier_lr=0.1, model="2-nn",
+                               generator_width=8, generator_lr=generator_lr).generate(train, progress=False)
+        assert poison.delta.abs().max() <= 0.032 + 1e-6 and poison.delta.abs().sum() > 0
+        hist = [h["clean_loss_after_pseudo_update"] for h in poison.meta["history"]]
+        return hist[-1] - hist[0]
+
+    assert rise(1e-3) > rise(1e-9) + 0.005

@@ -1,6 +1,6 @@
 """Attacks behind one interface: ``ATTACKS[name](config or overrides).generate(data) -> Poison``."""
 
-from . import ap, ar, em, entf, gue, lsp, miue, ntga, ops, random_noise, rem, tue  # noqa: F401  (importing registers them)
+from . import ap, ar, dc, em, entf, gue, lsp, miue, ntga, ops, random_noise, rem, tue  # noqa: F401  (importing registers them)
 from .base import ATTACKS, Attack, AttackConfig, register
 
 
