@@ -47,8 +47,9 @@ def simclr_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         ops += [K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)]
     else:
         ops += [K.ColorJitter(0.4, 0.4, p=0.8)]
+    from .defenses.base import torch_seed
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator).item()))
+        torch.manual_seed(torch_seed(generator))
         out = x
         for op in ops:
             out = op(out)

@@ -85,9 +85,5 @@ class DeepConfuse(Attack):
         return {"epoch": epoch + 1, "clean_loss_after_pseudo_update": sum(clean_losses) / len(clean_losses)}
 
     def finish(self, state, data, device):
-        g_net = state.model.eval()
-        x_all = state.extra["x"]
-        with torch.no_grad():
-            for idx in torch.arange(len(x_all), device=device).split(500):
-                state.delta[idx] = g_net(as_float(x_all[idx], device))
+        state.delta.copy_(state.model.perturb_set(state.extra["x"], device))
         return self._poison(data, state.delta, history=state.history)

@@ -61,6 +61,12 @@ class Generator(torch.nn.Module):
                                 norm_num_groups=min(8, width))
         self.eps = eps
 
+    @torch.no_grad()
+    def perturb_set(self, images: torch.Tensor, device, batch_size: int = 500) -> torch.Tensor:
+        """δ for every image of a uint8 set (the generator in eval mode)."""
+        self.eval()
+        return torch.cat([self(as_float(images[idx], device)) for idx in torch.arange(len(images)).split(batch_size)])
+
     def forward(self, x):
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
@@ -128,9 +134,5 @@ class GameTheoreticUE(Attack):
         return {"epoch": epoch + 1, "lambda": sum(lambdas) / len(lambdas), "clean_surrogate": sum(fs) / len(fs)}
 
     def finish(self, state, data, device):
-        g_net = state.model["generator"].eval()
-        x_all = state.extra["x"]
-        with torch.no_grad():
-            for idx in torch.arange(len(x_all), device=device).split(500):
-                state.delta[idx] = g_net(as_float(x_all[idx], device))
+        state.delta.copy_(state.model["generator"].perturb_set(state.extra["x"], device))
         return self._poison(data, state.delta, history=state.history)
