@@ -260,18 +260,34 @@ def _augmentations(p: Profile) -> list:
 # each (seed 0); the default row is chapter 1's three seeds
 def ablation_lists(p: Profile) -> dict:
     """The settings the ablation chapter varies at profile ``p`` (its notebook's defaults). Generation epochs
-    and PGD steps are read relative to the profile's MI-UE budget (the paper's 100 epochs of 0.2/255)."""
+    and PGD steps are read relative to the profile's MI-UE budget (the paper's 100 epochs of 0.2/255).
+    ``code_zetas`` and ``code_steps`` sweep the authors'-code variant where its setting differs (ζ = 0 and a
+    ramped step); Table 9's per-epoch curve is the longest ``epochs`` run's snapshots."""
     base = ex.attack_config(p, "miue")
     e = base["epochs"]
     if p.name == "smoke":
         return {"terms": ["full", "no-distance", "no-similarity"], "zetas": [0.0, 10.0], "epochs": [1, e],
-                "budgets": [4, 16], "steps": [0.8, 8.0], "regularized": ["em"]}
+                "budgets": [4, 16], "steps": [0.8, 8.0], "regularized": ["em"], "code_zetas": [10.0],
+                "code_steps": [0.8]}
     return {"terms": ["full", "no-distance", "no-similarity"], "zetas": [0.0, 0.01, 0.1, 1.0, 10.0, 100.0],
             "epochs": sorted({1, max(1, e // 4), max(1, e // 2), e, 2 * e}),  # the paper's 20/50/100 of 100 are 1/5-1/1
             "budgets": [4, 6, 8, 12, 16], "steps": [0.1, 0.2, 0.4, 0.8, 1.0, 2.0, 4.0, 8.0],
-            "regularized": ["em", "ap"]}
+            "regularized": ["em", "ap"], "code_zetas": [0.1, 1.0, 10.0, 100.0], "code_steps": [0.1, 0.2, 0.4, 0.8]}
 
 
+def code_step(p: Profile, a: float) -> dict:
+    """The code variant's settings at a first PGD step of ``a``/255: its ramp keeps the profile's ratio of last
+    to first step (the code: 0.8 → 0.4/255)."""
+    c = ex.attack_config(p, "miue-code")
+    ratio = c["step_size_final"] / c["step_size"] if c.get("step_size_final") else 0.0
+    return {"step_size": a / 255, "step_size_final": ratio * a / 255}
+
+
+def curve_settings(p: Profile, epochs=None) -> list[tuple[int, dict]]:
+    """(k, MI-UE settings) of Table 9's per-epoch curve: the snapshots after each epoch k of one run of the
+    longest of ``epochs`` (the profile's list by default); its last point is that run's finished poison."""
+    last = max(ablation_lists(p)["epochs"] if epochs is None else epochs)
+    return [(k, {"epochs": last, "after_epoch": k}) for k in range(1, last)] + [(last, {"epochs": last})]
 # Table 8: the weight of the MINE term added to EM's and AP's losses. The paper does not state it; on a fixed
 # LeNet-5 a weight of 10 did not move a fresh critic's estimate and 100 did (tests/test_attacks.py)
 MI_REGULARIZER_WEIGHT = 100.0
@@ -291,10 +307,20 @@ def ablation_settings(p: Profile) -> list[tuple[str, object, dict]]:
     return cells
 
 
+def code_ablation_settings(p: Profile) -> list[tuple[str, object, dict]]:
+    """(table, value, settings) of the authors'-code variant's cells: Table 7's ζ and Table 22's step."""
+    L = ablation_lists(p)
+    return [("zeta", z, {"zeta": z}) for z in L["code_zetas"]] + [("step", a, code_step(p, a)) for a in L["code_steps"]]
+
+
 def _ablations(p: Profile) -> list:
     seed = p.seeds[0]
     specs = [ex.victim_spec(p, "clean", seed)]
+    # the curve first: its run then keeps its per-epoch snapshots as it is generated
+    specs += [ex.victim_spec(p, "miue", seed, **settings) for _, settings in curve_settings(p)]
     specs += [ex.victim_spec(p, "miue", seed, **settings) for _, _, settings in ablation_settings(p)]
+    specs += [ex.victim_spec(p, "miue-code", seed)]
+    specs += [ex.victim_spec(p, "miue-code", seed, **settings) for _, _, settings in code_ablation_settings(p)]
     for m in ["clean", "miue", *ablation_lists(p)["regularized"]]:
         specs.append(ex.mi_spec(p, m, seed))
     specs += [ex.mi_spec(p, m, seed, mi_weight=MI_REGULARIZER_WEIGHT) for m in ablation_lists(p)["regularized"]]

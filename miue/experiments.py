@@ -27,7 +27,7 @@ from .defenses import create_defense
 from .models import MODELS, create_model
 from .poisons import Poison
 from .profiles import Profile
-from .runs import RunStore
+from .runs import RunStore, config_hash
 from .specs import CovarianceSpec, DenoiserSpec, MISpec, PoisonSpec, PurifierSpec, SeparabilitySpec, Spec, VictimSpec, freeze
 from .train import Recipe, evaluate, extract_features, fit, per_class_accuracy, resolve_device
 
@@ -65,12 +65,16 @@ def _attack(p: Profile, method: str, **extra):
     return cls(**chosen).config
 
 
-def poison_spec(p: Profile, method: str, classes=None, fraction: float = 1.0, **extra) -> PoisonSpec | None:
-    """The spec of ``method``'s poison on the profile's training subset (None for ``clean``)."""
+def poison_spec(p: Profile, method: str, classes=None, fraction: float = 1.0, after_epoch: int = 0,
+                **extra) -> PoisonSpec | None:
+    """The spec of ``method``'s poison on the profile's training subset (None for ``clean``); ``after_epoch``
+    k ≥ 1: its snapshot after generation epoch k."""
     _check_method(method)
     if method == CLEAN:
+        if after_epoch:
+            raise ValueError("clean data has no generation epochs: after_epoch is for a poison's snapshots")
         return None
-    return PoisonSpec(method, _attack(p, method, **extra), p.dataset, p.n_train, 0, classes, fraction)
+    return PoisonSpec(method, _attack(p, method, **extra), p.dataset, p.n_train, 0, classes, fraction, after_epoch)
 
 
 def poison_config(p: Profile, method: str, **extra) -> dict | None:
@@ -172,7 +176,55 @@ def _compute_denoiser(spec: DenoiserSpec, ctx, store, progress, device) -> dict:
             "artifacts": {DENOISER_FILE: digest}}
 
 
-def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
+SNAPSHOT_PREFIX = "snapshot-"
+
+
+def snapshot_file(epoch: int) -> str:
+    return f"{SNAPSHOT_PREFIX}{epoch:04d}.safetensors"
+
+
+def _snapshot_writer(ctx, attack, train: ImageDataset):
+    """on_epoch hook that caches δ after each generation epoch, as the 8-bit offsets it would publish."""
+    def keep(epoch: int, delta: torch.Tensor) -> None:
+        offsets = Poison(attack.published(train, delta).detach().float().cpu(), attack.config.eps, {},
+                         attack.norm).apply(train.images).to(torch.int16) - train.images.to(torch.int16)
+        small = offsets.abs().max().item() <= 127
+        ctx.save_artifact(snapshot_file(epoch), {"offsets": offsets.to(torch.int8 if small else torch.int16)},
+                          {"after_epoch": epoch})
+    return keep
+
+
+def _snapshot(spec: PoisonSpec, train: ImageDataset, store, progress, device) -> Poison:
+    """Snapshot ``spec.after_epoch`` of the finished run, generating that run (keeping every epoch's
+    snapshot) when its cache lacks them."""
+    run_spec, name = spec.finished(), snapshot_file(spec.after_epoch)
+    cfg = run_spec.config()
+    h = config_hash("poison", cfg)
+    path = store.verified_artifact("poison", h, name)
+    for force in (False, True):  # another process may have recorded the run without snapshots meanwhile
+        if path is not None:
+            break
+        recorded = force or store.get("poison", cfg) is not None
+        if recorded:
+            warnings.warn(f"{run_spec.address}'s per-epoch snapshots are not in the cache: generating it again "
+                          f"to keep them (its record stays as it is)", stacklevel=3)
+        store.get_or_compute("poison", cfg,
+                             lambda ctx: _compute_poison(run_spec, ctx, store, progress, device, snapshots=True),
+                             device=str(device), seed=run_spec.attack.seed, force=recorded, write=not recorded)
+        path = store.verified_artifact("poison", h, name)
+    if path is None:
+        raise RuntimeError(f"generating {run_spec.address} did not leave its snapshot {name} (did it stop "
+                           f"before epoch {spec.after_epoch}?)")
+    offsets = load_tensors(path)[0]["offsets"]
+    if offsets.shape != train.images.shape:
+        raise RuntimeError(f"{path} holds offsets of shape {tuple(offsets.shape)}, not the training set's "
+                           f"{tuple(train.images.shape)}: delete it to regenerate")
+    full = store.get("poison", cfg) or {}
+    attack = ATTACKS[spec.method](spec.attack)
+    return attack._poison(train, offsets.float() / 255, history=full.get("history", [])[:spec.after_epoch])
+
+
+def _compute_poison(spec: PoisonSpec, ctx, store, progress, device, snapshots: bool = False) -> dict:
     train, _ = _spec_splits(spec)
     mask = poison_mask(spec, train.labels)  # checked before the (expensive) generation
     if mask is not None:
@@ -182,9 +234,12 @@ def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
             raise ValueError(f"poison classes {spec.classes} with fraction {spec.fraction} select no image")
     if mask is not None:  # cut from the whole-set poison (its own run, generated once and shared)
         result = load_poison(spec.whole(), store, progress, str(device))
+    elif spec.after_epoch:
+        result = _snapshot(spec, train, store, progress, device)
     else:
-        result = ATTACKS[spec.method](spec.attack).generate(train, device=device, progress=progress,
-                                                            checkpoint=ctx.checkpoint())
+        attack = ATTACKS[spec.method](spec.attack)
+        keep = _snapshot_writer(ctx, attack, train) if snapshots else None
+        result = attack.generate(train, device=device, progress=progress, checkpoint=ctx.checkpoint(), on_epoch=keep)
     if mask is not None:
         checks = result.meta.get("checks", {})
         result = result.restricted(mask)
@@ -192,7 +247,7 @@ def _compute_poison(spec: PoisonSpec, ctx, store, progress, device) -> dict:
     seconds = ctx.elapsed()
     digest = ctx.save_artifact(POISON_FILE, *_poison_payload(result))
     for f in ctx.artifacts.glob("*.safetensors"):
-        if f.name != POISON_FILE:
+        if f.name != POISON_FILE and not f.name.startswith(SNAPSHOT_PREFIX):
             f.unlink()
     idx = _sample_indices(train)
     metrics = {"generation_seconds": seconds, "n_train": len(train), "eps": result.eps, "norm": result.norm,

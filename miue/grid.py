@@ -291,6 +291,8 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     rec = store.get(kind_of(spec), spec.config())
     if rec is not None:
         return rec["provenance"]["wall_time_s"], "recorded"
+    if spec.config().get("after_epoch"):  # read from its run's cache; the run itself is listed on its own
+        return 0.0, "a snapshot of its run"
     w = _work(spec.config(), kind_of(spec))
     if w is None:
         return None, "no estimate"

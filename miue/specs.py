@@ -50,7 +50,11 @@ class PoisonSpec(Spec):
     ``classes`` (one-class or class-wise poisoning, App. G.1) and ``fraction`` (partial poisoning) restrict
     which images keep their perturbation; the attack always generates on the whole subset. ``fraction`` draws
     that share of the whole set at random (seeded), then keeps those in ``classes``: within a class the
-    poisoned share is about, not exactly, ``fraction``."""
+    poisoned share is about, not exactly, ``fraction``.
+
+    ``after_epoch`` k ≥ 1 is a snapshot: δ as published after generation epoch k of the same run (the finished
+    run's own schedule, not a shorter run's), for the methods whose δ is a poison after every epoch (MI-UE). All
+    snapshots of a run come from one generation (Table 9's per-epoch curve)."""
 
     method: str
     attack: object  # the attack's frozen Config
@@ -59,6 +63,7 @@ class PoisonSpec(Spec):
     subset_seed: int = 0
     classes: Optional[tuple] = None
     fraction: float = 1.0
+    after_epoch: int = 0
     kind: ClassVar[str] = "poison"
 
     def __post_init__(self):
@@ -74,6 +79,16 @@ class PoisonSpec(Spec):
         if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 < float(f) <= 1:
             raise ValueError(f"poison fraction must be a number in (0, 1], got {f!r}")
         object.__setattr__(self, "fraction", float(f))
+        k = self.after_epoch
+        if k:
+            from .attacks import ATTACKS
+            epochs = getattr(self.attack, "epochs", None)
+            if not getattr(ATTACKS.get(self.method), "snapshots", False):
+                raise ValueError(f"poison after_epoch: {self.method} keeps no per-epoch snapshots (only "
+                                 f"{', '.join(n for n, a in ATTACKS.items() if a.snapshots)} do); leave after_epoch 0")
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= epochs:
+                raise ValueError(f"poison after_epoch must be an epoch of the run, 1 to {epochs} (0: the finished "
+                                 f"poison), got {k!r}")
 
     def config(self) -> dict:
         cfg = {"dataset": self.dataset, "n_train": self.n_train, "subset_seed": self.subset_seed,
@@ -82,6 +97,8 @@ class PoisonSpec(Spec):
             cfg["classes"] = list(self.classes)
         if self.fraction != 1.0:
             cfg["fraction"] = float(self.fraction)
+        if self.after_epoch:
+            cfg["after_epoch"] = int(self.after_epoch)
         return cfg
 
     @property
@@ -92,11 +109,17 @@ class PoisonSpec(Spec):
         """The same poison on every image: what a one-class or partial poison is cut from (App. G.1)."""
         return dataclasses.replace(self, classes=None, fraction=1.0)
 
+    def finished(self) -> "PoisonSpec":
+        """The run a snapshot is taken from: the same spec after its last epoch."""
+        return dataclasses.replace(self, after_epoch=0)
+
     def dependencies(self) -> list["Spec"]:
+        # a snapshot's run is computed by the snapshot itself, which asks it to keep its per-epoch snapshots
         return [self.whole()] if self.restricted else []
 
     def describe(self) -> str:
-        extra = "" if self.classes is None else f", classes {list(self.classes)}"
+        extra = "" if not self.after_epoch else f", after epoch {self.after_epoch}"
+        extra += "" if self.classes is None else f", classes {list(self.classes)}"
         extra += "" if self.fraction == 1.0 else f", {self.fraction:.0%} of images"
         return f"poison {self.method}{extra}"
 

@@ -290,3 +290,37 @@ def test_a_new_estimator_setting_with_its_default_keeps_the_mi_addresses(monkeyp
     assert ex.mi_spec(cpu, "miue", 0, estimator="ksg").hash == before
     monkeypatch.setitem(estimators.ADDED_SETTINGS, "ksg", {"metric": "euclidean"})  # not its default: moves
     assert ex.mi_spec(cpu, "miue", 0, estimator="ksg").hash != before
+
+
+def test_a_runs_per_epoch_snapshots_come_from_one_generation(store):
+    """Table 9's curve: δ after each epoch of one MI-UE run, each a poison with its own address."""
+    p = P.override(attacks={"miue": {"epochs": 3, "batch_size": 256, "pgd_steps": 2, "step_size": 2 / 255,
+                                     "model": "lenet5", "width": 0.25}})
+    snaps = [ex.poison_spec(p, "miue", after_epoch=k) for k in (1, 2, 3)]
+    assert len({s.hash for s in snaps} | {snaps[0].finished().hash}) == 4
+    assert snaps[0].config()["after_epoch"] == 1 and "after_epoch" not in snaps[0].finished().config()
+    poisons = [ex.load_poison(s, store, progress=False) for s in snaps]
+    finished = snaps[0].finished().address
+    assert [a for a in store.computed if a.startswith("poison/")].count(finished) == 1  # generated once
+    train, _ = ex.datasets(p)
+    last = ex.load_poison(snaps[0].finished(), store, progress=False)
+    assert torch.equal(poisons[2].apply(train.images), last.apply(train.images))
+    assert not torch.equal(poisons[0].apply(train.images), poisons[2].apply(train.images))
+    for pois in poisons:
+        assert (pois.apply(train.images).int() - train.images.int()).abs().max() <= round(8 / 255 * 255)
+    assert len(ex.run(snaps[1], store, progress=False)["history"]) == 2
+    # a cache without the snapshots (a fresh clone, or a run generated before them) regenerates the run
+    # once, leaving its record as it was
+    record = store.record_path("poison", snaps[0].finished().hash).read_text()
+    import shutil
+    shutil.rmtree(store.cache)
+    with pytest.warns(UserWarning, match="snapshots are not in the cache"):
+        again = ex.load_poison(ex.poison_spec(p, "miue", after_epoch=2, tau=0.1), store, progress=False)
+    assert store.record_path("poison", snaps[0].finished().hash).read_text() == record
+    assert again.delta.shape == poisons[1].delta.shape
+    with pytest.raises(ValueError, match="no per-epoch snapshots"):
+        ex.poison_spec(P, "em", after_epoch=1)
+    with pytest.raises(ValueError, match="1 to 3"):
+        ex.poison_spec(p, "miue", after_epoch=4)
+    with pytest.raises(ValueError, match="clean data has no generation epochs"):
+        ex.victim_spec(p, "clean", 0, after_epoch=1)

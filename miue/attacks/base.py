@@ -72,6 +72,7 @@ class Attack:
     label: ClassVar[str] = ""
     norm: ClassVar[str] = "linf"
     Config: ClassVar[type] = AttackConfig
+    snapshots: ClassVar[bool] = False  # δ after any epoch is itself a usable poison (Table 9's per-epoch curve)
     progress: bool = False
 
     def __init__(self, config=None, **overrides):
@@ -100,8 +101,12 @@ class Attack:
         """Stop before the budget of epochs (EM's error threshold)."""
         return False
 
+    def published(self, data: ImageDataset, delta: torch.Tensor) -> torch.Tensor:
+        """δ as the method publishes it (the default: as optimized; rounding to 8 bits happens on release)."""
+        return delta
+
     def finish(self, state: AttackState, data: ImageDataset, device: torch.device) -> Poison:
-        return self._poison(data, state.delta, history=state.history)
+        return self._poison(data, self.published(data, state.delta), history=state.history)
 
     # -- the template ------------------------------------------------------------------------------------
 

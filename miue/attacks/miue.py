@@ -102,6 +102,7 @@ class MIUE(Attack):
     name = "miue"
     label = "MI-UE"
     Config = MIUEConfig
+    snapshots = True
 
     def step_at(self, epoch: int) -> float:
         c = self.config
@@ -182,11 +183,10 @@ class MIUE(Attack):
         return {"epoch": epoch + 1, "source_train_acc": train_acc, "mi_loss": sum(losses) / len(losses),
                 "step_size": alpha, "lr": recipe.lr_at(epoch)}
 
-    def finish(self, state, data, device):
-        delta = state.delta
+    def published(self, data, delta):
         if self.config.quantize == "truncate":  # the code's clip(x·255 + δ·255, 0, 255).astype(uint8)
-            delta = truncated(data.images.to(delta.device), delta)
-        return self._poison(data, delta, history=state.history)
+            return truncated(data.images.to(delta.device), delta)
+        return delta
 
 
 def truncated(images: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
