@@ -130,19 +130,28 @@ def _sal(p: Profile) -> list:
 STRENGTH_METHODS = ["clean", "random", "em", "ap", "rem", "sem", "miue", "miue-code", "ar", "lsp", "ops"]
 
 
-def _how_strong(p: Profile) -> list:
+def _how_strong(p: Profile, methods=None) -> list:
     """Table 2's structure: a standard victim per method and seed on the profile's dataset."""
-    return [ex.victim_spec(p, m, s) for m in STRENGTH_METHODS for s in p.seeds]
+    return [ex.victim_spec(p, m, s) for m in methods or STRENGTH_METHODS for s in p.seeds]
 
 
 ONE_CLASS = 0  # App. G.1: class 0 is the one made unlearnable (CIFAR-10's "airplane", Fashion-MNIST's "T-shirt/top")
 
 
-def _one_class(p: Profile) -> list:
+def _one_class(p: Profile, methods=None) -> list:
     """Tables 16-18's structure: each poison published on class 0 only, one victim (seed 0) per method."""
     seed = p.seeds[0]
     return [ex.victim_spec(p, ex.CLEAN, seed)] + [ex.victim_spec(p, m, seed, classes=[ONE_CLASS])
-                                                  for m in STRENGTH_METHODS if m != ex.CLEAN]
+                                                  for m in methods or STRENGTH_METHODS if m != ex.CLEAN]
+
+
+# the attacks added after chapters 3, 9 and 10 were first computed: they join those chapters' lists (and so
+# the published book) once this study's records are in
+NEW_ATTACKS = ["ntga", "gue", "tue", "entf", "dc"]
+
+
+def _new_attacks(p: Profile) -> list:
+    return _how_strong(p, NEW_ATTACKS) + _one_class(p, NEW_ATTACKS) + _effective_ues(p, NEW_ATTACKS)
 
 
 def _protect(p: Profile) -> list:
@@ -367,7 +376,7 @@ def _sal_defenses(p: Profile) -> list:
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
 STUDIES = {"11_adversarial_training": _adversarial_training, "12_augmentations": _augmentations,
            "13_what_makes_miue_work": _ablations, "05_sal_under_defenses": _sal_defenses,
-           "14_how_transferable": _transfer,
+           "14_how_transferable": _transfer, "new_attacks": _new_attacks,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 

@@ -241,6 +241,8 @@ _CPU_ATTACKS = {
     "ntga": {"val_size": 2000},
     # GUE: 10 epochs of the BOME game (official 50), a width-16 generator (about 36 s an epoch here)
     "gue": {"epochs": 10, "generator_width": 16},
+    # TUE: 10 epochs (official 40 at 0.8/255 × 20) of 10 PGD steps of 1.6/255 (EM's cpu scaling)
+    "tue": {"epochs": 10, "pgd_steps": 10, "step_size": 1.6 / 255},
     # DC: 3 outer epochs of 5 classifier epochs (official 1,000 of 20: "5 to 7 days on a GPU")
     "dc": {"epochs": 3, "classifier_epochs": 5, "generator_width": 16},
 }

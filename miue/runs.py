@@ -335,6 +335,8 @@ class RunContext:
     artifacts: Path
     prior_seconds: float = 0.0  # wall time of earlier, interrupted attempts at this run
     started: float = field(default_factory=time.perf_counter)
+    prior_cpu_seconds: float = 0.0  # CPU time (all threads) of earlier attempts
+    cpu_started: float = field(default_factory=time.process_time)
 
     def checkpoint(self, name: str = "checkpoint") -> Checkpoint:
         return Checkpoint(self.artifacts / f"{name}.safetensors")
@@ -342,6 +344,14 @@ class RunContext:
     def elapsed(self) -> float:
         """Seconds spent on this run so far, across resumes."""
         return self.prior_seconds + time.perf_counter() - self.started
+
+    def cpu_elapsed(self) -> float:
+        """CPU seconds (user + system, every thread of this process) spent on this run so far, across resumes:
+        unlike the wall time, it does not grow while the run waits for a contended or paused CPU."""
+        return self.prior_cpu_seconds + time.process_time() - self.cpu_started
+
+    def _times(self) -> dict:
+        return {"seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed()}
 
     def save_artifact(self, name: str, tensors: dict, meta: dict | None = None) -> str:
         """Write a safetensors artifact and record its SHA-256 in the cache manifest; returns the hash."""
@@ -550,17 +560,22 @@ class RunStore:
             if found is not None:
                 return found
             try:
-                prior = float(json.loads(elapsed_path.read_text())["seconds"])
-                ctx.prior_seconds = prior if math.isfinite(prior) and prior >= 0 else 0.0
-            except (OSError, ValueError, KeyError, TypeError):
-                ctx.prior_seconds = 0.0
-            ctx.started = time.perf_counter()
+                times = json.loads(elapsed_path.read_text())
+            except (OSError, ValueError):
+                times = {}
+            for key, attr in (("seconds", "prior_seconds"), ("cpu_seconds", "prior_cpu_seconds")):
+                try:
+                    prior = float(times[key])
+                    setattr(ctx, attr, prior if math.isfinite(prior) and prior >= 0 else 0.0)
+                except (KeyError, TypeError, ValueError):
+                    setattr(ctx, attr, 0.0)
+            ctx.started, ctx.cpu_started = time.perf_counter(), time.process_time()
             stop = threading.Event()
 
             def track():  # wall time survives a SIGKILL to within one beat
                 while not stop.wait(HEARTBEAT_SECONDS):
                     try:
-                        _write_json_atomic(elapsed_path, {"seconds": ctx.elapsed()})
+                        _write_json_atomic(elapsed_path, ctx._times())
                     except OSError:
                         pass
 
@@ -573,13 +588,13 @@ class RunStore:
                 stop.set()
                 tracker.join(10)  # no late beat may overwrite the final value
                 try:
-                    _write_json_atomic(elapsed_path, {"seconds": ctx.elapsed()})
+                    _write_json_atomic(elapsed_path, ctx._times())
                 except OSError:
                     pass
                 raise
             stop.set()
             tracker.join(10)
-            wall = ctx.elapsed()
+            wall, cpu = ctx.elapsed(), ctx.cpu_elapsed()
             if not isinstance(result, dict):
                 raise TypeError(f"run {kind}/{h}: compute must return a dict with 'metrics', got "
                                 f"{type(result).__name__}; no record was written")
@@ -602,7 +617,8 @@ class RunStore:
                       "samples": result.get("samples", {}),
                       "provenance": {**provenance(device), "seed": seed if seed is not None else config.get("seed"),
                                      "started": started.isoformat(timespec="seconds"),
-                                     "wall_time_s": round(wall, 3), "resumed_after_s": round(ctx.prior_seconds, 3)}}
+                                     "wall_time_s": round(wall, 3), "cpu_time_s": round(cpu, 3),
+                                     "resumed_after_s": round(ctx.prior_seconds, 3)}}
             if result.get("artifacts"):
                 record["artifacts"] = result["artifacts"]
             try:

@@ -329,6 +329,35 @@ def test_failed_attempt_counts_towards_the_wall_time(store):
     assert not (store.cache / "toy" / config_hash("toy", cfg) / "elapsed.json").exists()
 
 
+def test_cpu_time_counts_work_not_waiting_and_survives_a_resume(store):
+    """A record's cpu_time_s is the CPU its compute used (across attempts); sleeping (a paused or contended
+    run) adds wall time only."""
+    cfg = {"seed": 1}
+
+    def busy(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    def fail(ctx):
+        busy(0.2)
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        store.get_or_compute("toy", cfg, fail)
+    times = json.loads((store.cache / "toy" / config_hash("toy", cfg) / "elapsed.json").read_text())
+    assert times["cpu_seconds"] >= 0.2
+
+    def sleepy(ctx):
+        time.sleep(0.4)
+        busy(0.1)
+        return {"metrics": {"x": 1.0}}
+
+    pv = store.get_or_compute("toy", cfg, sleepy)["provenance"]
+    assert pv["cpu_time_s"] >= 0.3  # both attempts' work
+    assert pv["wall_time_s"] - pv["cpu_time_s"] >= 0.3  # the sleep is wall time only
+
+
 # -- several processes ------------------------------------------------------------------------------------
 
 def _race_worker(root, cache, kind, rounds, barrier, out, inject, pause):
