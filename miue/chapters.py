@@ -366,11 +366,18 @@ SAL_DEFENSES = {"JPEG": "jpeg", "Adversarial Training": at_defense(8), "UEraser-
 SAL_DEFENSE_METHODS = ["clean", "em", "ap", "ops"]  # the paper's Vanilla, EM, TAP and OPS
 
 
+# SAL/UD Table 1's attacks (EM, REM, DC, TAP = AP, LSP, OPS) beyond the SAL chapter's first five methods:
+# they join its list once their SAL runs are recorded
+SAL_TABLE1_EXTRA = ["rem", "dc", "lsp", "ops"]
+
+
 def _sal_defenses(p: Profile) -> list:
+    """SAL/UD Table 2 (UD under defenses) and the SAL runs of its Table 1 attacks the chapter lacks."""
     from . import sal
     seed = p.seeds[0]
-    return [_stored("sal", sal.sal_config(p, m, seed, defense=d), f"SAL {p.model} on {m} + {name}")
-            for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
+    specs = [_stored("sal", sal.sal_config(p, m, seed), f"SAL {p.model} on {m}") for m in SAL_TABLE1_EXTRA]
+    return specs + [_stored("sal", sal.sal_config(p, m, seed, defense=d), f"SAL {p.model} on {m} + {name}")
+                    for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
 
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
