@@ -187,10 +187,22 @@ CHAPTERS = {
 }
 
 
+PAPER_SIZE_METHODS = ["clean", "random", "miue", "ap", "em", "miue-code"]
+MI_STUDY_ESTIMATORS = ("histogram", "kde", "ksg")
+
+
+def mi_study_specs(p: Profile, m: str) -> list:
+    """The MI study of one method's victim (seed 0): each estimator with Eq. 17's independent slicing and
+    with shared directions, each with its shuffled baseline (in the same record)."""
+    return [ex.mi_spec(p, m, p.seeds[0], estimator=e, shared=sh) for e in MI_STUDY_ESTIMATORS
+            for sh in (False, True)]
+
+
 def _paper_sample_size(p: Profile) -> list:
-    """The scale issue's core grid: Table 1's structure at the ``full`` profile (one seed first)."""
-    methods = ["clean", "random", "miue", "ap", "em", "miue-code"]
-    return [ex.victim_spec(p, m, p.seeds[0]) for m in methods]
+    """The scale issue's core grid: Table 1's structure at the ``full`` profile (one seed first), then the
+    MI study on those victims' features."""
+    victims = [ex.victim_spec(p, m, p.seeds[0]) for m in PAPER_SIZE_METHODS]
+    return victims + [s for m in PAPER_SIZE_METHODS for s in mi_study_specs(p, m)]
 
 
 def _grid_check(p: Profile) -> list:

@@ -203,7 +203,9 @@ def study_config(name: str, sizes: dict) -> dict:
         args = {"slices": sizes["timing_slices"], "classes": sizes["timing_classes"], "mine": sizes["mine"]}
     else:
         raise ValueError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}")
-    return {"study": name, "args": args, "estimators": {k: est.estimator_settings(k) for k in ESTIMATORS}}
+    # settings added later stay out at their default, so the studies keep their addresses
+    return {"study": name, "args": args,
+            "estimators": {k: est.estimator_address(k, est.estimator_settings(k)) for k in ESTIMATORS}}
 
 
 def study(name: str, sizes: dict, store: RunStore | None = None, progress: bool = True) -> dict:

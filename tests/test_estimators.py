@@ -196,3 +196,38 @@ def test_feature_covariance_matches_gaussian_log_det():
         class_covariance(f, labels[:-1])
     with pytest.raises(ValueError, match="at least 2"):
         class_covariance(f[:3], torch.tensor([0, 0, 1]))
+
+
+def test_the_fft_binned_kde_matches_the_exact_sums():
+    from miue.estimators import kde_mi
+    g = torch.Generator().manual_seed(0)
+    for rho in (0.0, 0.6, 0.95):
+        x = torch.randn(1500, 6, generator=g)
+        y = rho * x + (1 - rho ** 2) ** 0.5 * torch.randn(1500, 6, generator=g)
+        exact, binned = kde_mi(x, y), kde_mi(x, y, evaluation="binned-fft")
+        assert (exact - binned).abs().max() < 5e-3, (rho, exact, binned)
+    with pytest.raises(ValueError, match="kde evaluation must be one of"):
+        kde_mi(x, y, evaluation="fast")
+    with pytest.raises(ValueError, match="kde grid must be an integer"):
+        kde_mi(x, y, evaluation="binned-fft", grid=4)
+
+
+def test_class_conditional_mi_reports_its_slice_spread():
+    from miue.estimators import class_conditional_mi
+    g = torch.Generator().manual_seed(1)
+    fx = torch.randn(600, 8, generator=g)
+    fy = fx + 0.5 * torch.randn(600, 8, generator=g)
+    labels = torch.arange(600) % 3
+    few = class_conditional_mi(fx, fy, labels, n_slices=20, bins=10)
+    many = class_conditional_mi(fx, fy, labels, n_slices=320, bins=10)
+    assert few["mi_slice_sd"] > 0 and many["mi_se"] < few["mi_se"]
+    assert abs(many["mi_se"] * 4 - few["mi_se"]) < 0.5 * few["mi_se"]  # SE ∝ 1/√slices
+    assert abs(few["mi"] - many["mi"]) < 4 * few["mi_se"] + 4 * many["mi_se"]
+
+
+def test_effective_rank_counts_the_directions_that_carry_variance():
+    from miue.experiments import effective_rank
+    g = torch.Generator().manual_seed(2)
+    assert 14 < effective_rank(torch.randn(5000, 16, generator=g)) <= 16
+    line = torch.randn(500, 1, generator=g) * torch.ones(1, 16)
+    assert effective_rank(line) < 1.01
