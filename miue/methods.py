@@ -16,7 +16,8 @@ COLORS = {
     "gue": "#ece133", "tue": "#8c564b", "entf": "#17becf", "ops": "#7f7f7f", "lsp": "#bcbd22", "dc": "#9467bd",
     # defenses
     "none": "#000000", "jpeg": "#0173b2", "grayscale": "#949494", "mixup": "#029e73", "cutout": "#de8f05",
-    "cutmix": "#cc78bc", "at": "#d55e00", "ueraser": "#56b4e9",
+    "cutmix": "#cc78bc", "at": "#d55e00", "ueraser": "#56b4e9", "op": "#ca9161", "d-vae": "#8c564b",
+    "ava": "#17becf", "le": "#9467bd",
 }
 _FALLBACK = ["#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 

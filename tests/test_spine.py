@@ -67,6 +67,8 @@ def test_every_method_has_one_label_and_one_colour():
     assert len(set(labels)) == len(labels) and methods.label("miue") == "MI-UE"
     colours = [methods.color(n) for n in ["clean", *ATTACKS]]
     assert len(set(colours)) == len(colours)
+    defenses = [methods.color(n) for n in ["none", *DEFENSES]]  # a figure of defenses tells each apart too
+    assert len(set(defenses)) == len(defenses) and all(n in methods.COLORS for n in DEFENSES)
     from miue import viz
     assert viz.palette(["miue", "em"]) == {"MI-UE": methods.color("miue"), "EM": methods.color("em")}
 
