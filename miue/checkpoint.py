@@ -101,6 +101,11 @@ class Checkpoint:
             return state, meta
         return None
 
+    def saved_epoch(self) -> int | None:
+        """The epoch of the newest good checkpoint (None when there is none)."""
+        found = self._read_good()
+        return None if found is None else found[1]["epoch"]
+
     def load(self, *, model=None, optimizer=None, generators=None, device="cpu"):
         """Restore state in place; returns (epoch, tensors, meta) or None when there is no checkpoint."""
         found = self._read_good()

@@ -342,8 +342,8 @@ def class_conditional_mi(fx: torch.Tensor, fy: torch.Tensor, labels: torch.Tenso
     Returns ``mi`` (the average), ``mi_shuffled`` (the same estimator on fy rows permuted within each
     class: an independent pairing, whose true MI is 0), ``mi_excess`` = mi − mi_shuffled, and per-class
     lists. The same slice directions are used for every class and for the shuffled pairing. The spread over
-    slices says whether fewer would do: ``mi_slice_sd`` (the per-slice standard deviation, averaged over
-    classes) and ``mi_se`` (the standard error of ``mi`` from drawing ``n_slices`` directions).
+    slices says whether fewer would do: ``mi_slice_sd`` (the standard deviation over slices of the class-averaged
+    per-slice MI) and ``mi_se`` (the standard error of ``mi`` from drawing ``n_slices`` directions).
     """
     fx, fy = _check_pair(fx, fy, min_samples=2)
     labels = torch.as_tensor(labels)
@@ -354,7 +354,7 @@ def class_conditional_mi(fx: torch.Tensor, fy: torch.Tensor, labels: torch.Tenso
     phi = theta if shared else random_directions(fy.shape[1], n_slices, g)
     classes = torch.unique(labels)
     one_d = _one_d(estimator, bins, k, mine, kde)
-    per, per_shuf, var, var_shuf = [], [], [], []
+    per, per_shuf, slices, slices_shuf = [], [], [], []
     for c in tqdm(classes.tolist(), desc="sliced MI", disable=not progress, leave=False):
         m = labels == c
         if estimator == "histogram" and m.sum() < bins:
@@ -364,13 +364,16 @@ def class_conditional_mi(fx: torch.Tensor, fy: torch.Tensor, labels: torch.Tenso
         joint, shuffled = one_d(px, py).double(), one_d(px, py[perm]).double()
         per.append(joint.mean().item())
         per_shuf.append(shuffled.mean().item())
-        var.append(joint.var().item() if n_slices > 1 else 0.0)
-        var_shuf.append(shuffled.var().item() if n_slices > 1 else 0.0)
+        slices.append(joint)
+        slices_shuf.append(shuffled)
     mi, mi_shuf = sum(per) / len(per), sum(per_shuf) / len(per_shuf)
-    c = len(per)
+    # the classes share the directions: the spread is that of the class average of each slice
+    by_slice, by_slice_shuf = torch.stack(slices).mean(0), torch.stack(slices_shuf).mean(0)
+    sd = by_slice.std().item() if n_slices > 1 else 0.0
+    sd_shuf = by_slice_shuf.std().item() if n_slices > 1 else 0.0
     return {"mi": mi, "mi_shuffled": mi_shuf, "mi_excess": mi - mi_shuf,
-            "mi_slice_sd": sum(v ** 0.5 for v in var) / c, "mi_se": math.sqrt(sum(var) / n_slices) / c,
-            "mi_shuffled_se": math.sqrt(sum(var_shuf) / n_slices) / c, "mi_per_class": per,
+            "mi_slice_sd": sd, "mi_se": sd / math.sqrt(n_slices), "mi_shuffled_se": sd_shuf / math.sqrt(n_slices),
+            "mi_per_class": per,
             "mi_shuffled_per_class": per_shuf, "n_per_class": int(len(labels) / len(classes)),
             "n_slices": n_slices, "bins": bins, "shared_directions": shared, "estimator": estimator}
 

@@ -194,12 +194,30 @@ def _snapshot_writer(ctx, attack, train: ImageDataset):
     return keep
 
 
+def _drop_checkpoint_without_snapshots(checkpoint, ctx) -> None:
+    """A generation that must keep its snapshots cannot resume from a checkpoint written without them (or
+    past a snapshot lost to an interruption between the two writes): it restarts."""
+    epochs = checkpoint.saved_epoch()
+    if epochs is None:
+        return
+    if any(not (ctx.artifacts / snapshot_file(k)).is_file() for k in range(1, epochs + 1)):
+        warnings.warn(f"{ctx.artifacts}: its checkpoint at epoch {epochs} lacks earlier snapshots; the generation "
+                      "restarts to keep them", stacklevel=3)
+        checkpoint.remove()
+
+
 def _snapshot(spec: PoisonSpec, train: ImageDataset, store, progress, device) -> Poison:
     """Snapshot ``spec.after_epoch`` of the finished run, generating that run (keeping every epoch's
     snapshot) when its cache lacks them."""
     run_spec, name = spec.finished(), snapshot_file(spec.after_epoch)
     cfg = run_spec.config()
     h = config_hash("poison", cfg)
+
+    def generate(ctx):
+        if store.verified_artifact("poison", h, name) is not None:  # another process kept them meanwhile
+            return store.get("poison", cfg) or {"metrics": {}}
+        return _compute_poison(run_spec, ctx, store, progress, device, snapshots=True)
+
     path = store.verified_artifact("poison", h, name)
     for force in (False, True):  # another process may have recorded the run without snapshots meanwhile
         if path is not None:
@@ -208,9 +226,8 @@ def _snapshot(spec: PoisonSpec, train: ImageDataset, store, progress, device) ->
         if recorded:
             warnings.warn(f"{run_spec.address}'s per-epoch snapshots are not in the cache: generating it again "
                           f"to keep them (its record stays as it is)", stacklevel=3)
-        store.get_or_compute("poison", cfg,
-                             lambda ctx: _compute_poison(run_spec, ctx, store, progress, device, snapshots=True),
-                             device=str(device), seed=run_spec.attack.seed, force=recorded, write=not recorded)
+        store.get_or_compute("poison", cfg, generate, device=str(device), seed=run_spec.attack.seed, force=recorded,
+                             write=not recorded)
         path = store.verified_artifact("poison", h, name)
     if path is None:
         raise RuntimeError(f"generating {run_spec.address} did not leave its snapshot {name} (did it stop "
@@ -238,8 +255,11 @@ def _compute_poison(spec: PoisonSpec, ctx, store, progress, device, snapshots: b
         result = _snapshot(spec, train, store, progress, device)
     else:
         attack = ATTACKS[spec.method](spec.attack)
-        keep = _snapshot_writer(ctx, attack, train) if snapshots else None
-        result = attack.generate(train, device=device, progress=progress, checkpoint=ctx.checkpoint(), on_epoch=keep)
+        checkpoint, keep = ctx.checkpoint(), None
+        if snapshots:
+            keep = _snapshot_writer(ctx, attack, train)
+            _drop_checkpoint_without_snapshots(checkpoint, ctx)
+        result = attack.generate(train, device=device, progress=progress, checkpoint=checkpoint, on_epoch=keep)
     if mask is not None:
         checks = result.meta.get("checks", {})
         result = result.restricted(mask)
@@ -468,7 +488,7 @@ def mi_spec(p: Profile, method: str, seed: int, arch: str | None = None, estimat
     if estimator == "mine":
         chosen["iterations"] = p.mine_iterations
     if estimator == "kde":
-        chosen["evaluation"] = p.kde_evaluation
+        chosen["evaluation"], chosen["grid"] = p.kde_evaluation, p.kde_grid
     chosen = estimators.estimator_address(estimator, chosen)  # settings added later stay out at their default
     return MISpec(v, estimator, p.estimator_slices.get(estimator, p.mi_slices), None, bool(shared), freeze(chosen))
 

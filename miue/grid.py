@@ -300,6 +300,8 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     if w[0] not in rates:
         per_unit = []
         for r in store.records(w[0].split("/")[0]):
+            if r["config"].get("after_epoch"):  # a snapshot's record: its time is the run's or nothing
+                continue
             rw = _work(r["config"], r["kind"])
             if rw and rw[0] == w[0] and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
                 per_unit.append(r["provenance"]["wall_time_s"] / rw[1])

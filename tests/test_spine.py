@@ -320,6 +320,22 @@ def test_a_runs_per_epoch_snapshots_come_from_one_generation(store):
         again = ex.load_poison(ex.poison_spec(p, "miue", after_epoch=2, tau=0.1), store, progress=False)
     assert store.record_path("poison", snaps[0].finished().hash).read_text() == record
     assert again.delta.shape == poisons[1].delta.shape
+    # a run interrupted while generated without snapshots restarts when a snapshot needs it
+    from miue.attacks import ATTACKS as _A
+    from miue.checkpoint import Checkpoint
+    other = ex.poison_spec(p, "miue", after_epoch=1, tau=0.2)
+    train_ck = Checkpoint(store.artifacts("poison", other.finished().hash) / "checkpoint.safetensors")
+
+    def interrupt(epoch, delta):
+        if epoch == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _A["miue"](other.attack).generate(train, progress=False, checkpoint=train_ck, on_epoch=interrupt)
+    assert train_ck.saved_epoch() == 2
+    with pytest.warns(UserWarning, match="lacks earlier snapshots"):
+        first = ex.load_poison(other, store, progress=False)
+    assert first.delta.abs().max() > 0
     with pytest.raises(ValueError, match="no per-epoch snapshots"):
         ex.poison_spec(P, "em", after_epoch=1)
     with pytest.raises(ValueError, match="1 to 3"):
