@@ -565,3 +565,28 @@ def ud_table(records: dict, clean: dict, reference_lp: float | None = None):
             row["ud_reference"] = lp / reference_lp if reference_lp > 0 else float("nan")
         rows.append(row)
     return pd.DataFrame(rows).set_index("method")
+
+
+def ud_defense_table(defended: dict, undefended: dict, clean: dict):
+    """SAL/UD Table 2: UD of victims trained under defenses, against the undefended clean model.
+
+    ``defended`` maps (method, defense name) → sal record of a victim trained under that defense;
+    ``undefended`` maps method → sal record without a defense (Table 1's runs); ``clean`` is the undefended clean
+    record. As in the paper (its Table 2 divides every #LP by Table 1's vanilla 3.32), β (Eq. 4) and the #LP
+    that UD (Eq. 5) divides by both come from ``clean``, so a defended clean victim can have UD above 1.
+    ``ud_delta`` is the change from the method's undefended UD (the paper's red and blue ± values). Returns a
+    DataFrame with one row per (method, defense), in the order given.
+    """
+    import pandas as pd
+    if not defended:
+        raise ValueError("defended is empty: pass (method, defense) → sal record of victims trained under defenses")
+    keys = {f"{m}\x1f{d}": rec for (m, d), rec in defended.items()}
+    keys.update({f"{m}\x1f": rec for m, rec in undefended.items()})
+    tab = ud_table(keys, clean)
+    rows = []
+    for m, d in defended:
+        row, base = tab.loc[f"{m}\x1f{d}"], f"{m}\x1f" if m != "clean" else "clean"
+        before = tab.loc[base, "ud"] if base in tab.index else float("nan")
+        rows.append({"method": m, "defense": d, "test_acc": row["test_acc"], "lp": row["lp"], "ud": row["ud"],
+                     "ud_delta": row["ud"] - before, "ud_weights": row["ud_weights"], "beta": row["beta"]})
+    return pd.DataFrame(rows)

@@ -146,3 +146,27 @@ def test_sal_under_a_defense_is_its_own_run_on_what_the_victim_sees(digits, stor
         assert rec["config"]["victim"]["defense"]["name"] == d and rec["hash"] != plain["hash"]
         assert len(sal.sal_history(rec)) == 2
     assert "defense" not in plain["config"]["victim"]  # undefended addresses are unchanged
+
+
+def _synthetic_sal(sals: list[list[float]], acc: float = 0.5) -> dict:
+    """A sal record with the given per-epoch layer SALs (no training): enough for the UD tables."""
+    layers = [f"l{i}" for i in range(len(sals[0]))]
+    return {"kind": "sal", "config": {"victim": {"model": "lenet5"}},
+            "metrics": {"test_acc": acc, "layers": layers, "layer_params": {n: 10 for n in layers}},
+            "history": [{"epoch": e + 1, "sal": dict(zip(layers, s))} for e, s in enumerate(sals)]}
+
+
+def test_ud_under_defenses_divides_by_the_undefended_clean_model():
+    """SAL/UD Table 2: β and the #LP that UD divides by come from the undefended clean model."""
+    clean = _synthetic_sal([[0.1, 0.1, 0.1, 1.0, 1.0, 0.1]] * 2, 0.9)  # 2 learnable layers, β = 0.55
+    em = _synthetic_sal([[0.1, 0.1, 0.1, 1.0, 0.1, 0.1]] * 2, 0.3)  # 1 learnable: UD 0.5
+    em_jpeg = _synthetic_sal([[0.1, 1.0, 0.1, 1.0, 1.0, 0.1]] * 2, 0.7)  # 3: UD 1.5, +1.0
+    clean_at = _synthetic_sal([[1.0, 1.0, 1.0, 1.0, 0.1, 0.1]] * 2, 0.8)  # 4: UD 2.0 (the paper's vanilla AT: 2.151)
+    tab = sal.ud_defense_table({("em", "JPEG"): em_jpeg, ("clean", "AT"): clean_at}, {"em": em}, clean)
+    assert tab[["method", "defense"]].values.tolist() == [["em", "JPEG"], ["clean", "AT"]]
+    assert tab["lp"].tolist() == [3, 4] and tab["ud"].tolist() == [1.5, 2.0]
+    assert tab["ud_delta"].tolist() == [1.0, 1.0]  # from EM's undefended 0.5 and the clean model's 1
+    assert tab["beta"].tolist() == [pytest.approx(0.55)] * 2 and tab["test_acc"].tolist() == [70, 80]
+    assert np.isnan(sal.ud_defense_table({("ap", "JPEG"): em_jpeg}, {}, clean)["ud_delta"].iloc[0])  # no base
+    with pytest.raises(ValueError, match="defended is empty"):
+        sal.ud_defense_table({}, {"em": em}, clean)
