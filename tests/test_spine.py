@@ -189,6 +189,23 @@ def test_every_chapter_lists_its_runs_and_each_is_recorded_at_the_cpu_profile():
     assert {s.kind for s in listed if not isinstance(s, StoredSpec)} == {"victim", "mi", "poison"}
 
 
+def test_the_width_study_runs_em_to_its_stop_and_leaves_full_width_to_a_gpu():
+    from miue.chapters import EM_STOP_ROUNDS, STUDIES, em_to_stop
+    cpu = profile("cpu")
+    stop = em_to_stop(cpu)
+    assert stop.attack_settings("em")["max_rounds"] == EM_STOP_ROUNDS > cpu.attack_settings("em")["max_rounds"]
+    assert {k: v for k, v in stop.attack_settings("em").items() if k != "max_rounds"} == {
+        k: v for k, v in cpu.attack_settings("em").items() if k != "max_rounds"}
+    assert stop.attack_settings("ap") == cpu.attack_settings("ap")
+    assert ex.victim_spec(stop, "em", 0).address != ex.victim_spec(cpu, "em", 0).address
+
+    def widths(p):
+        return {s.config()["width"] for s in STUDIES["width_curve"](p) if s.kind == "victim"}
+
+    assert 1.0 not in widths(cpu) and 0.5 in widths(cpu)
+    assert 1.0 in widths(profile("gpu"))
+
+
 def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monkeypatch):
     """A toy fitted defense (subtracts the per-pixel mean shift the poison adds): its fit runs once, is cached
     with its hash, and both victims that use it read the same state."""
