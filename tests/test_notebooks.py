@@ -52,6 +52,7 @@ def test_notebook_runs_at_smoke_profile(nb_path, book_store, monkeypatch):
         assert html.count("image/png") >= 2 and (tmp_path / "runs" / "validation").is_dir()
     if nb_path.stem == "05_sharpness_aware_learnability":
         assert html.count("image/png") >= 2 and (tmp_path / "runs" / "sal").is_dir()
+        assert "3 of 3 cells recorded" in html  # SAL/UD Table 2 at smoke: clean, EM and AP under JPEG
 
 
 @pytest.mark.notebook
