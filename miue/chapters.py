@@ -237,7 +237,8 @@ def _width_curve(p: Profile) -> list:
     sizes, which a GPU profile runs."""
     methods = ["clean", "em", "ap", "miue"]
     stop = [ex.victim_spec(em_to_stop(p.override(n_train=n)), "em", p.seeds[0]) for n in (4000, 16000)]
-    cells = [(4000, 0.25), (4000, 0.5), (16000, 0.25)] if p.device != "cuda" else [
+    gpu = p.device.startswith("cuda") or p.name in ("gpu", "paper")
+    cells = [(4000, 0.25), (4000, 0.5), (16000, 0.25)] if not gpu else [
         (n, w) for n in (4000, 16000) for w in (0.25, 0.5, 1.0)]
     return stop + [ex.victim_spec(p.override(n_train=n, width=w), m, p.seeds[0]) for n, w in cells for m in methods]
 

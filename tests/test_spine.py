@@ -199,11 +199,12 @@ def test_the_width_study_runs_em_to_its_stop_and_leaves_full_width_to_a_gpu():
     assert stop.attack_settings("ap") == cpu.attack_settings("ap")
     assert ex.victim_spec(stop, "em", 0).address != ex.victim_spec(cpu, "em", 0).address
 
-    def widths(p):
-        return {s.config()["width"] for s in STUDIES["width_curve"](p) if s.kind == "victim"}
+    def cells(p):
+        return {(s.config()["n_train"], s.config()["width"]) for s in STUDIES["width_curve"](p) if s.kind == "victim"}
 
-    assert 1.0 not in widths(cpu) and 0.5 in widths(cpu)
-    assert 1.0 in widths(profile("gpu"))
+    base = {(4000, cpu.width), (16000, cpu.width)}  # EM to its stop, at the profile's width
+    assert cells(cpu) == base | {(4000, 0.25), (4000, 0.5), (16000, 0.25)}
+    assert cells(cpu.override(device="cuda")) == base | {(n, w) for n in (4000, 16000) for w in (0.25, 0.5, 1.0)}
 
 
 def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monkeypatch):
