@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from . import experiments as ex
 from .profiles import Profile
-from .runs import RunStore
+from .runs import RunStore, compute_seconds
 from .specs import Spec
 
 
@@ -171,20 +171,6 @@ def _protect(p: Profile) -> list:
                                         p.name, 0.25, 0)
                 out.append(_stored("verify", vcfg, f"verify the {m} protection"))
     return out
-
-
-CHAPTERS = {
-    "01_at_a_glance": _at_a_glance,
-    "09_how_strong": _how_strong,
-    "10_one_class": _one_class,
-    "02_measuring_mutual_information": _measuring_mi,
-    "03_effective_ues_reduce_mi": _effective_ues,
-    "04_deeper_networks_lower_mi": _deeper,
-    "05_sharpness_aware_learnability": _sal,
-    "06_theorems_on_examples": lambda p: [],
-    "07_notes_on_the_papers": lambda p: [],
-    "protect": _protect,
-}
 
 
 PAPER_SIZE_METHODS = ["clean", "random", "miue", "ap", "em", "miue-code"]
@@ -409,8 +395,24 @@ def _sal_defenses(p: Profile) -> list:
                     for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
 
 
+# the book's chapters, in reading order, with the runs each reads
+CHAPTERS = {
+    "01_at_a_glance": _at_a_glance,
+    "09_how_strong": _how_strong,
+    "10_one_class": _one_class,
+    "02_measuring_mutual_information": _measuring_mi,
+    "03_effective_ues_reduce_mi": _effective_ues,
+    "04_deeper_networks_lower_mi": _deeper,
+    "05_sharpness_aware_learnability": _sal,
+    "06_theorems_on_examples": lambda p: [],
+    "07_notes_on_the_papers": lambda p: [],
+    "11_adversarial_training": _adversarial_training,
+    "protect": _protect,
+}
+
+
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
-STUDIES = {"11_adversarial_training": _adversarial_training, "12_augmentations": _augmentations,
+STUDIES = {"12_augmentations": _augmentations,
            "13_what_makes_miue_work": _ablations, "05_sal_under_defenses": _sal_defenses,
            "14_how_transferable": _transfer, "new_attacks": _new_attacks,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
@@ -427,7 +429,8 @@ def chapter_specs(chapter: str, p: Profile) -> list:
 
 def cost_table(p: Profile, store: RunStore | None = None):
     """Per chapter: runs listed, runs recorded, and their recorded compute time (the recompute time from
-    scratch on the recording machine)."""
+    scratch on the recording machine; :func:`miue.runs.compute_seconds`: CPU time per thread where recorded,
+    else wall time)."""
     import pandas as pd
     store = store or RunStore()
     rows, earlier = [], set()
@@ -438,10 +441,10 @@ def cost_table(p: Profile, store: RunStore | None = None):
             rec = store.get(kind_of(s), s.config())
             if rec is not None:
                 have += 1
-                seconds += rec["provenance"]["wall_time_s"]
+                seconds += compute_seconds(rec)
                 devices.add(f"{rec['provenance']['device']}, {rec['provenance'].get('torch_threads', '?')} threads")
                 if s.address not in earlier:
-                    new_seconds += rec["provenance"]["wall_time_s"]
+                    new_seconds += compute_seconds(rec)
         earlier |= {s.address for s in specs}
         rows.append({"chapter": chapter, "runs": len(specs), "recorded": have,
                      "all its runs (CPU-hours)": round(seconds / 3600, 2),

@@ -26,6 +26,10 @@ RULES = {
     "covariance": "holds if every UE's ½E log det Σ_Y of poisoned features is below clean and MI-UE's is the lowest",
     "separability": "holds if |Spearman(accuracy gap, linear accuracy on the noises)| over the UEs is below 0.5",
     "ud": "holds if AP (the SAL/UD paper's TAP) has UD > 1",
+    "at": "holds if MI-UE's victim has the lowest accuracy of the adversarial-training chapter's UEs under both "
+          "AT-6 and AT-8 (one seed each)",
+    "speed": "holds if SEM's generation time divided into REM's (same settings, same machine) is within a factor "
+             "1.5 of the SEM paper's 3.91 (2.6 to 5.9)",
     "untested": "not tested here: the methods or defenses it needs are not in the project yet",
 }
 
@@ -163,16 +167,37 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
         add("Targeted adversarial poisoning (TAP) has an unlearnable distance above 1", "SAL/UD Table 1",
             "UD > 1 for TAP", "not run at this profile", "not tested here", "ud", "05_sharpness_aware_learnability")
 
+    from .chapters import AT_METHODS, at_defense
+    from .methods import label
+    at_claim = ("MI-UE is the strongest UE under adversarial training at 6/255 and 8/255", "MI-UE Table 4",
+                "lowest accuracy under AT-6 and AT-8 (45.55%, 70.56%)")
+    at_ues = [m for m in AT_METHODS if m != "clean"]
+    at_acc = {(m, b): _get(store, ex.victim_spec(p, m, seed, defense=at_defense(b))) for m in at_ues for b in (6, 8)}
+    if all(at_acc.values()):
+        at_acc = {k: 100 * r["metrics"]["test_acc"] for k, r in at_acc.items()}
+        best = {b: min(at_ues, key=lambda m: at_acc[(m, b)]) for b in (6, 8)}
+        ours = "; ".join(f"AT-{b}: MI-UE {at_acc[('miue', b)]:.1f}%, lowest {label(best[b])} "
+                         f"{at_acc[(best[b], b)]:.1f}%" for b in (6, 8)) + f" (seed {seed})"
+        add(*at_claim, ours, "holds" if all(m == "miue" for m in best.values()) else "fails", "at",
+            "11_adversarial_training")
+    else:
+        add(*at_claim, "not run at this profile", "not tested here", "at", "11_adversarial_training")
     for claim, src, paper in [
-            ("MI-UE is the strongest UE under adversarial training at 6/255 and 8/255", "MI-UE Table 4",
-             "lowest accuracy under AT-6 and AT-8"),
             ("MI-UE's worst case under the defenses is 86.18% (AVA); every other UE's is above 90%", "MI-UE Table 5",
              "86.18% vs > 90%"),
             ("The similarity term of Eq. 2 matters more than the distance term", "MI-UE Table 6",
              "removing similarity hurts more"),
-            ("A balancing strength ζ ≥ 10 destroys the effect", "MI-UE Table 7", "ζ = 10, 100: no longer unlearnable"),
-            ("SEM generates its noise 3.91× faster than REM", "SEM paper", "3.91×")]:
+            ("A balancing strength ζ ≥ 10 destroys the effect", "MI-UE Table 7", "ζ = 10, 100: no longer unlearnable")]:
         add(claim, src, paper, "—", "not tested here", "untested", "")
+    speed_claim = ("SEM generates its noise 3.91× faster than REM", "SEM paper (CIFAR-10)", "3.91×")
+    gen = {m: _get(store, ex.poison_spec(p, m)) for m in ("rem", "sem")}
+    if all(gen.values()) and gen["rem"]["provenance"]["hostname"] == gen["sem"]["provenance"]["hostname"]:
+        ratio = gen["rem"]["metrics"]["generation_seconds"] / gen["sem"]["metrics"]["generation_seconds"]
+        add(*speed_claim, f"{ratio:.2f}× ({gen['rem']['metrics']['generation_seconds']:.0f} s against "
+            f"{gen['sem']['metrics']['generation_seconds']:.0f} s, one run each)",
+            "holds" if 3.91 / 1.5 <= ratio <= 3.91 * 1.5 else "fails", "speed", "09_how_strong")
+    else:
+        add(*speed_claim, "not run at this profile", "not tested here", "speed", "09_how_strong")
     return pd.DataFrame(rows)
 
 

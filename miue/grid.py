@@ -25,7 +25,7 @@ from pathlib import Path
 from . import experiments as ex
 from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_specs, kind_of
 from .profiles import ProfileError, profile
-from .runs import RunStore
+from .runs import RunStore, compute_seconds
 from .specs import PoisonSpec, VictimSpec
 
 CLUSTERS = ("inline", "local", "slurm")
@@ -286,11 +286,11 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
 
 
 def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
-    """(seconds, how) for ``spec``: its recorded wall time, or an estimate from the records of the same kind
+    """(seconds, how) for ``spec``: its recorded compute time (:func:`miue.runs.compute_seconds`), or an estimate from the records of the same kind
     and method in ``store`` scaled by images × epochs × width² × pixels (None when there is nothing to scale)."""
     rec = store.get(kind_of(spec), spec.config())
     if rec is not None:
-        return rec["provenance"]["wall_time_s"], "recorded"
+        return compute_seconds(rec), "recorded"
     if spec.config().get("after_epoch"):  # read from its run's cache; the run itself is listed on its own
         return 0.0, "a snapshot of its run"
     w = _work(spec.config(), kind_of(spec))
@@ -304,7 +304,7 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
                 continue
             rw = _work(r["config"], r["kind"])
             if rw and rw[0] == w[0] and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
-                per_unit.append(r["provenance"]["wall_time_s"] / rw[1])
+                per_unit.append(compute_seconds(r) / rw[1])
         rates[w[0]] = (statistics.median(per_unit), len(per_unit)) if per_unit else None
     if rates[w[0]] is None:
         return None, "no estimate"

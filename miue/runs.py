@@ -147,6 +147,16 @@ def provenance(device: str | None = None) -> dict:
 
 # ---------------------------------------------------------------------------------------------- locks
 
+def compute_seconds(record: dict) -> float:
+    """A record's compute time on its machine: on a CPU where recorded, the CPU time of its compute divided by
+    its threads (what the run takes with the CPU to itself); otherwise its wall time, which also counts the
+    time spent waiting for a shared or paused CPU."""
+    pv = record["provenance"]
+    if pv.get("cpu_time_s") and pv.get("torch_threads") and str(pv.get("device", "cpu")).startswith("cpu"):
+        return pv["cpu_time_s"] / pv["torch_threads"]
+    return pv["wall_time_s"]
+
+
 def _proc_stat(pid: int) -> tuple[str, str] | None:
     """(state letter, start time in clock ticks since boot) of ``pid`` (Linux), or None where unreadable."""
     try:

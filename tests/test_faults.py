@@ -356,6 +356,11 @@ def test_cpu_time_counts_work_not_waiting_and_survives_a_resume(store):
     pv = store.get_or_compute("toy", cfg, sleepy)["provenance"]
     assert pv["cpu_time_s"] >= 0.3  # both attempts' work
     assert pv["wall_time_s"] - pv["cpu_time_s"] >= 0.3  # the sleep is wall time only
+    from miue.runs import compute_seconds
+    rec = {"provenance": dict(pv, device="cpu", torch_threads=2)}
+    assert compute_seconds(rec) == pytest.approx(pv["cpu_time_s"] / 2)  # the cost table's and grid's time
+    assert compute_seconds({"provenance": dict(pv, device="cuda")}) == pv["wall_time_s"]  # a GPU: wall time
+    assert compute_seconds({"provenance": {k: v for k, v in pv.items() if k != "cpu_time_s"}}) == pv["wall_time_s"]
 
 
 # -- several processes ------------------------------------------------------------------------------------
