@@ -207,6 +207,14 @@ def test_the_width_study_runs_em_to_its_stop_and_leaves_full_width_to_a_gpu():
     assert cells(cpu.override(device="cuda")) == base | {(n, w) for n in (4000, 16000) for w in (0.25, 0.5, 1.0)}
 
 
+def test_the_transfer_chapter_leaves_the_costliest_architectures_to_a_gpu_and_says_which():
+    from miue.chapters import TRANSFER_GPU_ONLY, transfer_lists
+    cpu, gpu = transfer_lists(profile("cpu")), transfer_lists(profile("gpu"))
+    assert not set(cpu["archs"]) & set(TRANSFER_GPU_ONLY) and cpu["gpu_only"] == list(TRANSFER_GPU_ONLY)
+    assert set(TRANSFER_GPU_ONLY) <= set(gpu["archs"]) and gpu["gpu_only"] == []
+    assert set(cpu["archs"]) | set(cpu["gpu_only"]) == set(gpu["archs"])  # nothing dropped silently
+
+
 def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monkeypatch):
     """A toy fitted defense (subtracts the per-pixel mean shift the poison adds): its fit runs once, is cached
     with its hash, and both victims that use it read the same state."""
