@@ -368,3 +368,30 @@ def test_a_runs_per_epoch_snapshots_come_from_one_generation(store):
         ex.poison_spec(p, "miue", after_epoch=4)
     with pytest.raises(ValueError, match="clean data has no generation epochs"):
         ex.victim_spec(p, "clean", 0, after_epoch=1)
+
+
+def test_the_defense_claim_compares_each_ue_over_the_defenses_both_ran(monkeypatch):
+    """MI-UE Table 5's claim: MI-UE's best accuracy under any defense is below every other UE's best."""
+    from miue import claims
+
+    def fake(acc):
+        def get(store, spec):
+            c = spec.config()
+            if spec.kind != "victim" or not c.get("defense"):
+                return None
+            m = c["poison"]["method"] if c["poison"] else "clean"
+            return {"metrics": {"test_acc": acc(m, c["defense"]["name"]) / 100}}
+        return get
+
+    row = "MI-UE's worst case under the defenses"
+    # MI-UE's best 60 (under AVA), every other UE reaches 80 under JPEG
+    monkeypatch.setattr(claims, "_get", fake(lambda m, d: 60 if m == "miue" and d == "ava" else
+                                              80 if d == "jpeg" and m != "miue" else 30))
+    t = claims.claims_table(profile("cpu")).set_index("claim")
+    got = t.loc[[c for c in t.index if c.startswith(row)][0]]
+    assert got["verdict"] == "holds" and "MI-UE 60.0% (AVA)" in got["ours (cpu)"]
+    # EM's best is 50 under JPEG: lower than MI-UE's 60
+    monkeypatch.setattr(claims, "_get", fake(lambda m, d: 60 if m == "miue" and d == "ava" else
+                                              (50 if m == "em" else 80) if d == "jpeg" and m != "miue" else 30))
+    t = claims.claims_table(profile("cpu")).set_index("claim")
+    assert t.loc[[c for c in t.index if c.startswith(row)][0], "verdict"] == "fails"
