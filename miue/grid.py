@@ -360,9 +360,12 @@ def main(argv=None) -> int:
         epilog="examples:\n"
                "  miue grid 01_at_a_glance --profile cpu --dry-run\n"
                "  miue grid 03_effective_ues_reduce_mi --profile smoke --cluster local --jobs 2\n"
-               "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --jobs 8\n")
-    ap.add_argument("chapter", choices=sorted({**CHAPTERS, **STUDIES}), metavar="CHAPTER",
-                    help="a chapter or study: " + ", ".join(sorted({**CHAPTERS, **STUDIES})))
+               "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --jobs 8\n"
+               "  miue grid 13_what_makes_miue_work new_attacks paper_sample_size@full   # one after another\n")
+    ap.add_argument("chapters", nargs="+", metavar="CHAPTER",
+                    help="a chapter or study, or several run one after another (a failed run does not stop the "
+                         "next chapter); CHAPTER@PROFILE runs that one at another profile: "
+                         + ", ".join(sorted({**CHAPTERS, **STUDIES})))
     ap.add_argument("--profile", default="cpu", help="smoke, cpu, full, gpu or paper (default cpu)")
     ap.add_argument("--cluster", default="inline", choices=CLUSTERS, help="where jobs run (default inline)")
     ap.add_argument("--jobs", type=int, default=1, help="jobs at a time (local), or the Slurm array's parallelism")
@@ -380,13 +383,35 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the outcomes (state, runs computed) to this file")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (inline)")
     args = ap.parse_args(argv)
-    try:
-        p = profile(args.profile)
-    except ProfileError as exc:
-        print(f"miue grid: {exc}", file=sys.stderr)
-        return 2
+    names = sorted({**CHAPTERS, **STUDIES})
+    queue = []
+    for item in args.chapters:
+        chapter, _, prof = item.partition("@")
+        if chapter not in names:
+            ap.error(f"unknown chapter {chapter!r}; choose from {', '.join(names)}")
+        try:
+            queue.append((chapter, profile(prof or args.profile)))
+        except (ProfileError, ValueError) as exc:
+            print(f"miue grid: {exc}", file=sys.stderr)
+            return 2
     store = RunStore(args.runs, args.cache)
-    specs = chapter_specs(args.chapter, p)
+    outcomes = []
+    for chapter, p in queue:
+        if len(queue) > 1:
+            print(f"=== {chapter} at profile {p.name}", flush=True)
+        outcomes += _chapter(args, chapter, p, store)
+    if outcomes:
+        print(_report(outcomes))
+    if args.json:
+        import dataclasses
+        import json
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1) + "\n")
+    return 0 if all(o.state == "COMPLETED" for o in outcomes) else 1
+
+
+def _chapter(args, chapter: str, p, store: RunStore) -> list:
+    """List one chapter's runs with their costs and, unless ``--dry-run``, dispatch the missing ones."""
+    specs = chapter_specs(chapter, p)
     rates: dict = {}
     total_missing = 0.0
     unknown = 0
@@ -408,21 +433,14 @@ def main(argv=None) -> int:
                                      " on the recording device (2-core CPU)")
           + (f", {unknown} without an estimate" if unknown else ""), flush=True)
     if args.dry_run:
-        return 0
+        return []
     stored = [s for s in missing if isinstance(s, StoredSpec)]
     for s in stored:
         print(f"skipping {s.describe()}: computed by its chapter's notebook", file=sys.stderr)
-    outcomes = dispatch(specs, cluster=args.cluster, store=store, folder=args.folder, jobs=args.jobs,
-                        threads=args.threads, device=p.device, timeout_min=args.timeout_min,
-                        partition=args.partition, mem_gb=args.mem_gb,
-                        progress=not args.no_progress and args.cluster == "inline")
-    if outcomes:
-        print(_report(outcomes))
-    if args.json:
-        import dataclasses
-        import json
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1) + "\n")
-    return 0 if all(o.state == "COMPLETED" for o in outcomes) else 1
+    return dispatch(specs, cluster=args.cluster, store=store, folder=args.folder, jobs=args.jobs,
+                    threads=args.threads, device=p.device, timeout_min=args.timeout_min,
+                    partition=args.partition, mem_gb=args.mem_gb,
+                    progress=not args.no_progress and args.cluster == "inline")
 
 
 if __name__ == "__main__":

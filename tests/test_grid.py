@@ -47,6 +47,32 @@ def test_a_failed_run_skips_its_dependents_and_the_grid_goes_on(tmp_path, monkey
 
 
 @pytest.mark.slow
+def test_a_queue_of_chapters_runs_one_after_another_each_at_its_profile(tmp_path, monkeypatch, capsys):
+    """``miue grid A B@full``: each chapter in turn at its own profile; a failure does not stop the next."""
+    seen = []
+
+    def fake_run_job(spec, *a, **k):
+        seen.append(spec.address)
+        if len(seen) == 1:
+            raise RuntimeError("node lost")
+        return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
+
+    monkeypatch.setattr(grid, "run_job", fake_run_job)
+    args = ["grid_check", "grid_check@cpu", "--profile", "smoke", "--runs", str(tmp_path / "runs"),
+            "--cache", str(tmp_path / "cache"), "--json", str(tmp_path / "out.json"), "--no-progress"]
+    assert grid.main(args) == 1  # one run failed
+    out = capsys.readouterr().out
+    assert "=== grid_check at profile smoke" in out and "=== grid_check at profile cpu" in out
+    smoke, cpu = ({s.address for s in chapter_specs("grid_check", profile(n))} for n in ("smoke", "cpu"))
+    assert smoke.isdisjoint(cpu) and cpu <= set(seen)  # the cpu chapter ran after the smoke one's failure
+    states = {o["address"]: o["state"] for o in json.loads((tmp_path / "out.json").read_text())}
+    assert set(states) == smoke | cpu and list(states.values()).count("FAILED") == 1
+    with pytest.raises(SystemExit):
+        grid.main(["no_such_chapter", "--dry-run"])
+    assert "unknown chapter 'no_such_chapter'" in capsys.readouterr().err
+    assert grid.main(["grid_check@nope", "--dry-run"]) == 2
+
+
 def test_two_concurrent_local_grids_compute_every_run_exactly_once(tmp_path):
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
