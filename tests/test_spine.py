@@ -395,3 +395,15 @@ def test_the_defense_claim_compares_each_ue_over_the_defenses_both_ran(monkeypat
                                               (50 if m == "em" else 80) if d == "jpeg" and m != "miue" else 30))
     t = claims.claims_table(profile("cpu")).set_index("claim")
     assert t.loc[[c for c in t.index if c.startswith(row)][0], "verdict"] == "fails"
+
+
+def test_defenders_best_compares_over_common_defenses():
+    from miue.claims import defenders_best
+    acc = {("miue", "jpeg"): 40, ("miue", "ava"): 60, ("em", "jpeg"): 50, ("ap", "jpeg"): 30, ("ap", "ava"): 70}
+    best, beaten = defenders_best(acc)
+    assert best == {"miue": ("ava", 60), "em": ("jpeg", 50), "ap": ("ava", 70)}
+    assert beaten == []  # EM ran JPEG only: 50 against MI-UE's 40 there, though below MI-UE's 60 under AVA
+    best, beaten = defenders_best({**acc, ("ap", "ava"): 55})
+    assert beaten == ["ap"]  # AP's best over JPEG and AVA (55) is below MI-UE's (60)
+    with pytest.raises(ValueError, match="no MI-UE row"):
+        defenders_best({("em", "jpeg"): 50})
