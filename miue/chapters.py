@@ -405,7 +405,7 @@ def _sal_defenses(p: Profile) -> list:
                     for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
 
 
-# the book's chapters, in reading order, with the runs each reads
+# the book's chapters whose cpu runs it reads, with those runs (the Reproduce page's cost table, in this order)
 CHAPTERS = {
     "01_at_a_glance": _at_a_glance,
     "09_how_strong": _how_strong,
@@ -419,6 +419,10 @@ CHAPTERS = {
     "11_adversarial_training": _adversarial_training,
     "protect": _protect,
 }
+
+
+# every chapter page of the book (chapter 8 reads the full profile's records, listed by its study)
+PAGES = [*CHAPTERS, "08_at_the_paper_sample_size"]
 
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)

@@ -399,13 +399,18 @@ def main(argv=None) -> int:
     for chapter, p in queue:
         if len(queue) > 1:
             print(f"=== {chapter} at profile {p.name}", flush=True)
-        outcomes += _chapter(args, chapter, p, store)
+        try:
+            outcomes += _chapter(args, chapter, p, store)
+        except Exception as exc:  # noqa: BLE001 — one chapter's failure (a missing cluster tool) ends only it
+            print(f"miue grid: {chapter} at profile {p.name} failed: {exc}", file=sys.stderr, flush=True)
+            outcomes.append(Outcome(chapter, f"chapter {chapter} at profile {p.name}", "FAILED",
+                                    detail=f"{type(exc).__name__}: {exc}"))
+        if args.json and not args.dry_run:  # after every chapter: a killed queue keeps what it finished
+            import dataclasses
+            import json
+            Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1) + "\n")
     if outcomes:
         print(_report(outcomes))
-    if args.json:
-        import dataclasses
-        import json
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1) + "\n")
     return 0 if all(o.state == "COMPLETED" for o in outcomes) else 1
 
 

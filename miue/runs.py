@@ -347,6 +347,7 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     prior_cpu_seconds: float = 0.0  # CPU time (all threads) of earlier attempts
     cpu_started: float = field(default_factory=time.process_time)
+    cpu_complete: bool = True  # False when an earlier attempt's CPU time was not kept (its record says None)
 
     def checkpoint(self, name: str = "checkpoint") -> Checkpoint:
         return Checkpoint(self.artifacts / f"{name}.safetensors")
@@ -361,6 +362,8 @@ class RunContext:
         return self.prior_cpu_seconds + time.process_time() - self.cpu_started
 
     def _times(self) -> dict:
+        if not self.cpu_complete:  # never pass a partial CPU time off as the whole run's to a later resume
+            return {"seconds": self.elapsed()}
         return {"seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed()}
 
     def save_artifact(self, name: str, tensors: dict, meta: dict | None = None) -> str:
@@ -579,6 +582,9 @@ class RunStore:
                     setattr(ctx, attr, prior if math.isfinite(prior) and prior >= 0 else 0.0)
                 except (KeyError, TypeError, ValueError):
                     setattr(ctx, attr, 0.0)
+            # an earlier attempt whose CPU time was not kept (a progress file from before CPU time was
+            # recorded): the record's CPU time is unknown rather than the last attempt's alone
+            ctx.cpu_complete = not (ctx.prior_seconds > 0 and "cpu_seconds" not in times)
             ctx.started, ctx.cpu_started = time.perf_counter(), time.process_time()
             stop = threading.Event()
 
@@ -627,7 +633,8 @@ class RunStore:
                       "samples": result.get("samples", {}),
                       "provenance": {**provenance(device), "seed": seed if seed is not None else config.get("seed"),
                                      "started": started.isoformat(timespec="seconds"),
-                                     "wall_time_s": round(wall, 3), "cpu_time_s": round(cpu, 3),
+                                     "wall_time_s": round(wall, 3),
+                                     "cpu_time_s": round(cpu, 3) if ctx.cpu_complete else None,
                                      "resumed_after_s": round(ctx.prior_seconds, 3)}}
             if result.get("artifacts"):
                 record["artifacts"] = result["artifacts"]

@@ -363,6 +363,19 @@ def test_cpu_time_counts_work_not_waiting_and_survives_a_resume(store):
     assert compute_seconds({"provenance": {k: v for k, v in pv.items() if k != "cpu_time_s"}}) == pv["wall_time_s"]
 
 
+def test_a_resume_whose_earlier_cpu_time_was_not_kept_records_it_as_unknown(store):
+    """A progress file with wall time only (written before CPU time was kept): the record's CPU time is None,
+    not the last attempt's alone, and its compute time falls back to the wall time."""
+    from miue.runs import compute_seconds
+    cfg = {"seed": 2}
+    folder = store.cache / "toy" / config_hash("toy", cfg)
+    folder.mkdir(parents=True)
+    (folder / "elapsed.json").write_text(json.dumps({"seconds": 100.0}))
+    pv = store.get_or_compute("toy", cfg, lambda ctx: {"metrics": {"x": 1.0}})["provenance"]
+    assert pv["cpu_time_s"] is None and pv["resumed_after_s"] == 100.0 and pv["wall_time_s"] >= 100.0
+    assert compute_seconds({"provenance": {**pv, "torch_threads": 2, "device": "cpu"}}) == pv["wall_time_s"]
+
+
 # -- several processes ------------------------------------------------------------------------------------
 
 def _race_worker(root, cache, kind, rounds, barrier, out, inject, pause):

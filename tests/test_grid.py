@@ -46,7 +46,6 @@ def test_a_failed_run_skips_its_dependents_and_the_grid_goes_on(tmp_path, monkey
     assert real is not flaky
 
 
-@pytest.mark.slow
 def test_a_queue_of_chapters_runs_one_after_another_each_at_its_profile(tmp_path, monkeypatch, capsys):
     """``miue grid A B@full``: each chapter in turn at its own profile; a failure does not stop the next."""
     seen = []
@@ -67,12 +66,30 @@ def test_a_queue_of_chapters_runs_one_after_another_each_at_its_profile(tmp_path
     assert smoke.isdisjoint(cpu) and cpu <= set(seen)  # the cpu chapter ran after the smoke one's failure
     states = {o["address"]: o["state"] for o in json.loads((tmp_path / "out.json").read_text())}
     assert set(states) == smoke | cpu and list(states.values()).count("FAILED") == 1
+    (tmp_path / "out.json").unlink()
+    assert grid.main(["grid_check", "--profile", "smoke", "--dry-run", "--json", str(tmp_path / "out.json"),
+                      "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]) == 0
+    assert not (tmp_path / "out.json").exists()  # a dry run writes no outcomes
+    real_specs = grid.chapter_specs
+
+    def broken(chapter, p):
+        if p.name == "smoke":
+            raise RuntimeError("submitit missing")
+        return real_specs(chapter, p)
+
+    monkeypatch.setattr(grid, "chapter_specs", broken)
+    seen.clear()
+    assert grid.main(args) == 1
+    states = json.loads((tmp_path / "out.json").read_text())
+    assert any(o["state"] == "FAILED" and "submitit missing" in o["detail"] for o in states)
+    assert cpu <= set(seen)  # the next chapter still ran
     with pytest.raises(SystemExit):
         grid.main(["no_such_chapter", "--dry-run"])
     assert "unknown chapter 'no_such_chapter'" in capsys.readouterr().err
     assert grid.main(["grid_check@nope", "--dry-run"]) == 2
 
 
+@pytest.mark.slow
 def test_two_concurrent_local_grids_compute_every_run_exactly_once(tmp_path):
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -383,13 +383,14 @@ def test_the_defense_claim_compares_each_ue_over_the_defenses_both_ran(monkeypat
             return {"metrics": {"test_acc": acc(m, c["defense"]["name"]) / 100}}
         return get
 
-    row = "MI-UE's worst case under the defenses"
+    row = "MI-UE has the lowest worst case under the defenses"
     # MI-UE's best 60 (under AVA), every other UE reaches 80 under JPEG
     monkeypatch.setattr(claims, "_get", fake(lambda m, d: 60 if m == "miue" and d == "ava" else
                                               80 if d == "jpeg" and m != "miue" else 30))
     t = claims.claims_table(profile("cpu")).set_index("claim")
     got = t.loc[[c for c in t.index if c.startswith(row)][0]]
     assert got["verdict"] == "holds" and "MI-UE 60.0% (AVA)" in got["ours (cpu)"]
+    assert "closest over the same defenses" in got["ours (cpu)"]
     # EM's best is 50 under JPEG: lower than MI-UE's 60
     monkeypatch.setattr(claims, "_get", fake(lambda m, d: 60 if m == "miue" and d == "ava" else
                                               (50 if m == "em" else 80) if d == "jpeg" and m != "miue" else 30))
@@ -400,10 +401,11 @@ def test_the_defense_claim_compares_each_ue_over_the_defenses_both_ran(monkeypat
 def test_defenders_best_compares_over_common_defenses():
     from miue.claims import defenders_best
     acc = {("miue", "jpeg"): 40, ("miue", "ava"): 60, ("em", "jpeg"): 50, ("ap", "jpeg"): 30, ("ap", "ava"): 70}
-    best, beaten = defenders_best(acc)
+    best, beaten, pairs = defenders_best(acc)
     assert best == {"miue": ("ava", 60), "em": ("jpeg", 50), "ap": ("ava", 70)}
     assert beaten == []  # EM ran JPEG only: 50 against MI-UE's 40 there, though below MI-UE's 60 under AVA
-    best, beaten = defenders_best({**acc, ("ap", "ava"): 55})
+    assert pairs == {"em": (50, 40), "ap": (70, 60)}
+    best, beaten, _ = defenders_best({**acc, ("ap", "ava"): 55})
     assert beaten == ["ap"]  # AP's best over JPEG and AVA (55) is below MI-UE's (60)
     with pytest.raises(ValueError, match="no MI-UE row"):
         defenders_best({("em", "jpeg"): 50})
