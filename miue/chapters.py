@@ -205,6 +205,11 @@ def _size_curve(p: Profile) -> list:
             for m in methods]
 
 
+def _on_gpu(p: Profile) -> bool:
+    """Whether ``p`` is a GPU profile: studies too costly for 2 CPU cores list their full grids only there."""
+    return p.device.startswith("cuda") or p.name in ("gpu", "paper")
+
+
 EM_STOP_ROUNDS = 100  # EM's official round cap: it stops earlier, at 99% training accuracy on x + δ
 
 
@@ -223,7 +228,7 @@ def _width_curve(p: Profile) -> list:
     sizes, which a GPU profile runs."""
     methods = ["clean", "em", "ap", "miue"]
     stop = [ex.victim_spec(em_to_stop(p.override(n_train=n)), "em", p.seeds[0]) for n in (4000, 16000)]
-    gpu = p.device.startswith("cuda") or p.name in ("gpu", "paper")
+    gpu = _on_gpu(p)
     cells = [(4000, 0.25), (4000, 0.5), (16000, 0.25)] if not gpu else [
         (n, w) for n in (4000, 16000) for w in (0.25, 0.5, 1.0)]
     return stop + [ex.victim_spec(p.override(n_train=n, width=w), m, p.seeds[0]) for n, w in cells for m in methods]
@@ -370,7 +375,7 @@ def transfer_lists(p: Profile) -> dict:
     the paper's Table 3 left to a GPU profile."""
     if p.name == "smoke":
         return {"methods": ["clean", "em", "miue"], "archs": [p.model, "2-nn"], "gpu_only": []}
-    gpu = p.device.startswith("cuda") or p.name in ("gpu", "paper")
+    gpu = _on_gpu(p)
     deep = ["resnet18", "resnet50", "densenet121", "wrn34-10", "vit-b"]
     return {"methods": ["clean", "em", "ap", "ntga", "ar", "rem", "sem", "gue", "tue", "miue"],
             "archs": [a for a in deep if gpu or a not in TRANSFER_GPU_ONLY] + ["lenet5", "3-nn", "2-nn"],

@@ -145,8 +145,6 @@ def provenance(device: str | None = None) -> dict:
             "torch_threads": torch.get_num_threads(), "hostname": socket.gethostname(), "platform": sys.platform}
 
 
-# ---------------------------------------------------------------------------------------------- locks
-
 def compute_seconds(record: dict) -> float:
     """A record's compute time on its machine: on a CPU where recorded, the CPU time of its compute divided by
     its threads (what the run takes with the CPU to itself); otherwise its wall time, which also counts the
@@ -156,6 +154,8 @@ def compute_seconds(record: dict) -> float:
         return pv["cpu_time_s"] / pv["torch_threads"]
     return pv["wall_time_s"]
 
+
+# ---------------------------------------------------------------------------------------------- locks
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
     """(state letter, start time in clock ticks since boot) of ``pid`` (Linux), or None where unreadable."""
