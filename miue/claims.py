@@ -33,6 +33,14 @@ RULES = {
     "zeta": "holds if every ζ ≥ 10 gives a victim accuracy more than 10 points above every ζ ≤ 1 (one seed each)",
     "defenses": "holds if MI-UE's highest accuracy over the defenses of Table 5 (the defender's best) is below every "
                 "other UE's highest over the defenses both ran (one seed each)",
+    "epochs": "holds if the shortest generation run's victim is more than 2 points above the profile's own budget's "
+              "(one seed each)",
+    "budget": "holds if the victims at the smallest and largest ε tried are within 5 points (one seed each)",
+    "step": "holds if the victims at the paper's steps (0.1 to 0.8/255, the profile's number of epochs) are within "
+            "5 points of each other (one seed each)",
+    "regularizer": "holds if, at one of the MINE weights tried, both EM and AP with the MI regulariser leave their "
+                   "victims more than 1 point below EM and AP without it (one seed each)",
+    "contrastive": "holds if A-MI-UE lowers the SimCLR victim more than EM does, by more than 5 points (one seed each)",
     "speed": "holds if SEM's generation time divided into REM's (same settings, same machine) is within a factor "
              "1.5 of the SEM paper's 3.91 (2.6 to 5.9)",
 }
@@ -238,6 +246,60 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
             f"(seed {seed})", "holds" if min(large) > max(small) + 10 else "fails", "zeta", "13_what_makes_miue_work")
     else:
         add(*zeta_claim, "not run at this profile", "not tested here", "zeta", "13_what_makes_miue_work")
+    L = ablation_lists(p)
+    e0 = ex.attack_config(p, "miue")["epochs"]
+    epochs_claim = ("Fewer generation epochs weaken MI-UE", "MI-UE Table 9",
+                    "CIFAR-10: 15.39% after 20 of 100 epochs, 9.95% after 100")
+    short, full = ablation_acc({"epochs": int(min(L["epochs"]))}), ablation_acc({"epochs": int(e0)})
+    if short is not None and full is not None and min(L["epochs"]) < e0:
+        add(*epochs_claim, f"{short:.1f}% after {min(L['epochs'])} of {e0} epochs, {full:.1f}% after {e0} (seed {seed})",
+            "holds" if short - full > 2 else "fails", "epochs", "13_what_makes_miue_work")
+    else:
+        add(*epochs_claim, "not run at this profile", "not tested here", "epochs", "13_what_makes_miue_work")
+    budget_claim = ("The budget ε barely matters (4/255 to 16/255)", "MI-UE Table 10",
+                    "CIFAR-10: 10.49% at 4/255, 9.97% at 16/255")
+    lo, hi = min(L["budgets"]), max(L["budgets"])
+    b_lo, b_hi = ablation_acc({"eps": lo / 255}), ablation_acc({"eps": hi / 255})
+    if b_lo is not None and b_hi is not None and lo < hi:
+        add(*budget_claim, f"{b_lo:.1f}% at {lo:g}/255, {b_hi:.1f}% at {hi:g}/255 (seed {seed})",
+            "holds" if abs(b_lo - b_hi) < 5 else "fails", "budget", "13_what_makes_miue_work")
+    else:
+        add(*budget_claim, "not run at this profile", "not tested here", "budget", "13_what_makes_miue_work")
+    step_claim = ("The PGD step barely matters (0.1/255 to 0.8/255)", "MI-UE Table 22",
+                  "CIFAR-10, 100 epochs: 9.93 to 10.00%")
+    steps = [a for a in L["steps"] if a <= 0.8]
+    s_acc = [ablation_acc({"step_size": a / 255}) for a in steps]
+    if len(steps) >= 2 and None not in s_acc:
+        add(*step_claim, f"{min(s_acc):.1f} to {max(s_acc):.1f}% at {e0} epochs (seed {seed})",
+            "holds" if max(s_acc) - min(s_acc) < 5 else "fails", "step", "13_what_makes_miue_work")
+    else:
+        add(*step_claim, "not run at this profile", "not tested here", "step", "13_what_makes_miue_work")
+    reg_claim = ("Adding the MI term to EM and AP makes them stronger", "MI-UE Table 8",
+                 "CIFAR-10: EM 24.17% → 15.62%, AP 11.21% → 10.01%")
+
+    def victim_acc(m, **extra):
+        rec = _get(store, ex.victim_spec(p, m, seed, **extra))
+        return None if rec is None else 100 * rec["metrics"]["test_acc"]
+
+    base = {m: victim_acc(m) for m in ("em", "ap")}
+    reg = {(m, w): victim_acc(m, mi_weight=w) for m in ("em", "ap") for w in L["mi_weights"]}
+    if set(L["regularized"]) == {"em", "ap"} and None not in base.values() and None not in reg.values():
+        stronger = any(all(reg[(m, w)] < base[m] - 1 for m in base) for w in L["mi_weights"])
+        add(*reg_claim, "; ".join(f"{label(m)} {base[m]:.1f}% → " + ", ".join(f"{reg[(m, w)]:.1f}%" for w in L["mi_weights"])
+                                  for m in base) + f" at weights {', '.join(f'{w:g}' for w in L['mi_weights'])} (seed {seed})",
+            "holds" if stronger else "fails", "regularizer", "13_what_makes_miue_work")
+    else:
+        add(*reg_claim, "not run at this profile", "not tested here", "regularizer", "13_what_makes_miue_work")
+    con_claim = ("A-MI-UE works against contrastive (SimCLR) victims while EM does not", "MI-UE Table 20",
+                 "CIFAR-10 SimCLR victims: clean 91.71%, EM 89.54%, A-MI-UE 52.84%")
+    sim = {k: victim_acc(m, contrastive={}, **extra) for m, extra, k in
+           [("clean", {}, "clean"), ("em", {}, "em"), ("miue", {"augment_mode": "contrastive"}, "a")]}
+    if None not in sim.values():
+        d_em, d_a = sim["clean"] - sim["em"], sim["clean"] - sim["a"]
+        add(*con_claim, f"clean {sim['clean']:.1f}%, EM {sim['em']:.1f}%, A-MI-UE {sim['a']:.1f}% (seed {seed})",
+            "holds" if d_a > d_em + 5 else "fails", "contrastive", "13_what_makes_miue_work")
+    else:
+        add(*con_claim, "not run at this profile", "not tested here", "contrastive", "13_what_makes_miue_work")
     speed_claim = ("SEM generates its noise 3.91× faster than REM", "SEM paper (CIFAR-10)", "3.91×")
     gen = {m: _get(store, ex.poison_spec(p, m)) for m in ("rem", "sem")}
     secs = {m: (r or {}).get("metrics", {}).get("generation_seconds") for m, r in gen.items()}

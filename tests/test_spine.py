@@ -398,6 +398,28 @@ def test_the_defense_claim_compares_each_ue_over_the_defenses_both_ran(monkeypat
     assert t.loc[[c for c in t.index if c.startswith(row)][0], "verdict"] == "fails"
 
 
+def test_the_regulariser_claim_needs_one_weight_that_strengthens_both_ues(monkeypatch):
+    """MI-UE Table 8's claim holds only where one MINE weight leaves both EM's and AP's victims lower."""
+    from miue import claims
+
+    def fake(acc):
+        def get(store, spec):
+            c = spec.config()
+            if spec.kind != "victim" or not c["poison"] or c.get("defense") or c.get("contrastive"):
+                return None
+            return {"metrics": {"test_acc": acc(c["poison"]["method"], c["poison"]["attack"].get("mi_weight", 0)) / 100}}
+        return get
+
+    row = "Adding the MI term to EM and AP makes them stronger"
+    # weight 10 lowers both by 5 points: holds
+    monkeypatch.setattr(claims, "_get", fake(lambda m, w: 40 - 5 * (w == 10)))
+    t = claims.claims_table(profile("cpu")).set_index("claim")
+    assert t.loc[row, "verdict"] == "holds" and "EM 40.0% → 40.0%, 35.0%, 40.0%" in t.loc[row, "ours (cpu)"]
+    # weight 1 lowers EM only, weight 100 lowers AP only: no one weight strengthens both
+    monkeypatch.setattr(claims, "_get", fake(lambda m, w: 40 - 5 * ((m, w) in {("em", 1), ("ap", 100)})))
+    assert claims.claims_table(profile("cpu")).set_index("claim").loc[row, "verdict"] == "fails"
+
+
 def test_defenders_best_compares_over_common_defenses():
     from miue.claims import defenders_best
     acc = {("miue", "jpeg"): 40, ("miue", "ava"): 60, ("em", "jpeg"): 50, ("ap", "jpeg"): 30, ("ap", "ava"): 70}

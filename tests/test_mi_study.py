@@ -1,0 +1,35 @@
+"""The MI study's summary (chapter 8's paragraph and chapter 2's conclusion state it from one function)."""
+
+import math
+
+from miue import mi_study
+
+
+def _study(shuffled, excess, ksg=None):
+    def rec(m, x):
+        return {"metrics": {"mi": shuffled + x, "mi_shuffled": shuffled, "mi_excess": x, "n_per_class": 6000,
+                            "feature_dim": 64}, "config": {"bins": 100}}
+    out = {(m, "histogram", False): rec(m, x) for m, x in excess.items()}
+    out.update({(m, "ksg", False): {"metrics": {"mi": v}} for m, v in (ksg or {}).items()})
+    return out
+
+
+def test_the_bias_reaches_the_papers_level_in_nats_in_bits_or_not_at_all():
+    methods = ["clean", "em", "ap", "miue"]
+    excess = {"clean": 0.05, "em": 0.02, "ap": 0.01, "miue": 0.03}
+    assert mi_study.summary(_study(0.55, excess), methods)["reach"] == "nats"
+    assert mi_study.summary(_study(0.40, excess), methods)["reach"] == "bits"  # 0.58 bits
+    s = mi_study.summary(_study(0.30, excess), methods)  # 0.43 bits: short of 0.50 in either unit
+    assert s["reach"] is None and "is not reached by the bias alone" in mi_study.reach_sentence(s)
+    assert s["ues"] == ["em", "ap", "miue"] and s["ues_below_clean"] is True
+    assert math.isclose(s["shuffled"], 0.30) and s["n_per_class"] == 6000
+
+
+def test_the_summary_ranks_the_poisons_and_checks_c1_after_the_correction():
+    methods = ["clean", "random", "em", "ap", "miue"]
+    excess = {"clean": 0.05, "random": 0.06, "em": 0.02, "ap": 0.07, "miue": 0.03}
+    s = mi_study.summary(_study(0.5, excess, ksg={"em": 0.1, "ap": 0.3, "miue": 0.2}), methods)
+    assert s["ues_below_clean"] is False  # AP's excess is above clean's
+    assert math.isclose(s["rho_excess"], 1.0)  # the raw number is the excess plus one shared baseline
+    assert math.isclose(s["rho_ksg"], 1.0)
+    assert mi_study.summary({}, methods) is None
