@@ -72,8 +72,6 @@ def _at_a_glance(p: Profile) -> list:
     methods = ["clean", "random", "em", "ap", "miue"]
     specs = [f(p, m, s) for m in methods for s in p.seeds for f in (ex.victim_spec, ex.mi_spec)]
     seed = p.seeds[0]
-    for e in sorted(set(p.budget_epochs) | {ex.attack_config(p, "miue")["epochs"]}):
-        specs.append(ex.victim_spec(p, "miue", seed, epochs=e))
     from .data import TRAIN_SIZES
     train_n = p.n_train if p.n_train is not None else TRAIN_SIZES.get(p.dataset) or len(ex.datasets(p)[0])
     for n in sorted(set(p.sizes)):

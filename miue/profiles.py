@@ -46,7 +46,6 @@ class Profile:
     victim_weight_decay: float = 1e-4
     seeds: typing.Tuple[int, ...] = (0,)  # victim seeds (mean ± std over them)
     attacks: typing.Dict[str, dict] = field(default_factory=dict)
-    budget_epochs: typing.Tuple[int, ...] = ()  # MI-UE generation epochs for the gap-vs-budget figure
     trials: typing.Dict[str, dict] = field(default_factory=dict)  # calibration: name → {"method", **settings}
     sizes: typing.Tuple[int, ...] = ()  # calibration: smaller training subsets for the gap-vs-size table
     mi_slices: int = 2000
@@ -177,7 +176,6 @@ def validate(p: Profile) -> None:
     need(len(p.seeds) >= 1 and min(p.seeds) >= 0 and len(set(p.seeds)) == len(p.seeds), "seeds",
          "a non-empty list of distinct integers >= 0")
     need(all(m in ATTACKS for m in p.attacks), "attacks", "keyed by attack names: " + ", ".join(ATTACKS))
-    need(all(e >= 1 for e in p.budget_epochs), "budget_epochs", "epochs >= 1")
     need(all(n >= 10 for n in p.sizes), "sizes", "subset sizes >= 10")
     need(p.mi_slices >= 1, "mi_slices", "at least 1")
     need(p.mi_bins >= 2, "mi_bins", "at least 2")
@@ -288,7 +286,7 @@ PROFILES: dict[str, Profile] = {
                               "ntga": {"block_size": 256, "val_size": 300, "steps": 3},
                               "gue": {"epochs": 1, "generator_width": 8},
                               "dc": {"epochs": 1, "classifier_epochs": 1, "generator_width": 8}},
-                     budget_epochs=(1,), trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
+                     trials={"MI-UE without augmentation": {"method": "miue", "augment": False}},
                      estimator_slices={"kde": 20, "ksg": 20, "mine": 2}, mine_iterations=30, archs=("linear", "lenet5", "resnet18"),
                      sal_samples=128, sal_every=5, sal_steps=3, mi_study=_MI_STUDY["smoke"],
                      theorems=_THEOREMS["smoke"],
@@ -298,7 +296,7 @@ PROFILES: dict[str, Profile] = {
                                "le": {"rounds": 2, "reverse_steps": 2, **_SMOKE_DENOISER}},
                      simclr={"epochs": 2, "batch_size": 128}),
     "cpu": Profile("cpu", n_train=4000, width=0.125, victim_epochs=20, victim_lr=0.1, victim_weight_decay=5e-4,
-                   seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(2,), trials=_CPU_TRIALS,
+                   seeds=(0, 1, 2), attacks=_CPU_ATTACKS, trials=_CPU_TRIALS,
                    sizes=(1000, 2000), estimator_slices={"kde": 500, "ksg": 500, "mine": 20},
                    # ViT-B is left to the gpu profile: at width 1/8 it took about 100 s an epoch here (20 epochs
                    # about 35 min per victim, 5 victims per architecture)
@@ -307,7 +305,7 @@ PROFILES: dict[str, Profile] = {
     # the whole Fashion-MNIST training set (6,000 images per class, the paper's sample-size regime) at the cpu
     # profile's width and recipe: the scale issue's profile, run in the background over sessions
     "full": Profile("full", n_train=None, n_test=None, width=0.125, victim_epochs=20, victim_lr=0.1,
-                    victim_weight_decay=5e-4, seeds=(0, 1, 2), attacks=_CPU_ATTACKS, budget_epochs=(),
+                    victim_weight_decay=5e-4, seeds=(0, 1, 2), attacks=_CPU_ATTACKS,
                     # the MI study at 6,000 points per class (chapter "At the paper's sample size"): slice counts
                     # from the per-slice spread measured on these features (the mean per-class SD over 20 slices
                     # of the clean victim's: KSG 0.19 nats, KDE 0.18, histogram 0.15), the KDE FFT-binned on a
@@ -317,13 +315,13 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile("gpu", n_train=None, width=1.0, victim_epochs=40, victim_lr=0.1, victim_weight_decay=5e-4,
                    seeds=(0, 1, 2), attacks={"em": {"max_rounds": 30}, "ap": {"restarts": 1},
                                              "miue": {"epochs": 30}, "miue-code": {"epochs": 30}},
-                   budget_epochs=(5, 10, 20), device="cuda",
+                   device="cuda",
                    archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
                           "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=1000, sal_every=2, theorems=_THEOREMS["gpu"],
                    # the paper's AT schedule (×0.1 at 40% and 80% of the epochs) over the gpu profile's 40 epochs
                    defense_recipes={"at": {"schedule": "multistep", "milestones": (16, 32)}}),
     "paper": Profile("paper", dataset="cifar10", n_train=None, width=1.0, victim_epochs=200, victim_lr=0.5,
-                     victim_weight_decay=1e-4, seeds=(0,), budget_epochs=(10, 20, 50),
+                     victim_weight_decay=1e-4, seeds=(0,),
                      archs=("linear", "2-nn", "3-nn", "lenet5", "vgg11", "resnet18", "resnet34", "resnet50",
                             "resnet101", "resnet152", "vit-b", "vit-l", "vit-h"), sal_samples=50000,
                      theorems=_THEOREMS["gpu"],
