@@ -93,7 +93,7 @@ def _measuring_mi(p: Profile) -> list:
 
 # the methods chapters 3, 9 and 10 execute by default: clean and every attack (the paper's Table 1 and Table 2
 # columns and more). At the smoke profile (the tests) the five attacks added last are left out of the chapters,
-# to keep CI short: each has its own tests (tests/test_attacks.py, tests/test_model_free_attacks.py)
+# to keep CI short: each has its own tests (tests/test_attacks.py)
 STRENGTH_METHODS = ["clean", "random", "em", "ap", "rem", "sem", "miue", "miue-code", "ar", "lsp", "ops",
                     "ntga", "gue", "tue", "entf", "dc"]
 SMOKE_LEFT_OUT = ("ntga", "gue", "tue", "entf", "dc")
