@@ -447,15 +447,24 @@ def chapter_specs(chapter: str, p: Profile) -> list:
     return _with_deps(lists[chapter](p))
 
 
+def chapter_runs(p: Profile):
+    """``(chapter, specs, new)`` for each chapter of :data:`CHAPTERS` at profile ``p``, in order; ``new`` holds
+    the addresses no earlier chapter lists (the runs a chapter adds to the book's recompute time)."""
+    earlier = set()
+    for chapter in CHAPTERS:
+        specs = chapter_specs(chapter, p)
+        yield chapter, specs, {s.address for s in specs} - earlier
+        earlier |= {s.address for s in specs}
+
+
 def cost_table(p: Profile, store: RunStore | None = None):
     """Per chapter: runs listed, runs recorded, and their recorded compute time (the recompute time from
     scratch on the recording machine; :func:`miue.runs.compute_seconds`: CPU time per thread where recorded,
     else wall time)."""
     import pandas as pd
     store = store or RunStore()
-    rows, earlier = [], set()
-    for chapter in CHAPTERS:
-        specs = chapter_specs(chapter, p)
+    rows = []
+    for chapter, specs, new in chapter_runs(p):
         seconds, new_seconds, have, devices = 0.0, 0.0, 0, set()
         for s in specs:
             rec = store.get(kind_of(s), s.config())
@@ -463,9 +472,8 @@ def cost_table(p: Profile, store: RunStore | None = None):
                 have += 1
                 seconds += compute_seconds(rec)
                 devices.add(f"{rec['provenance']['device']}, {rec['provenance'].get('torch_threads', '?')} threads")
-                if s.address not in earlier:
+                if s.address in new:
                     new_seconds += compute_seconds(rec)
-        earlier |= {s.address for s in specs}
         rows.append({"chapter": chapter, "runs": len(specs), "recorded": have,
                      "all its runs (CPU-hours)": round(seconds / 3600, 2),
                      "new to this chapter (CPU-hours)": round(new_seconds / 3600, 2),

@@ -46,6 +46,45 @@ RULES = {
 }
 
 
+# The ablation chapter's verdicts, one function per rule of :data:`RULES` (accuracies in %), shared by
+# :func:`claims_table` and the chapter "What makes MI-UE work"
+def terms_hold(full: float, no_similarity: float, no_distance: float) -> bool:
+    """Table 6: removing the similarity term costs more than removing the distance term (``RULES['terms']``)."""
+    return no_similarity - full > max(no_distance - full, 0) + 5
+
+
+def zeta_holds(small: list, large: list) -> bool:
+    """Table 7: victims at ζ ≥ 10 (``large``) all lie more than 10 points above those at ζ ≤ 1 (``small``)."""
+    return bool(small) and bool(large) and min(large) > max(small) + 10
+
+
+def epochs_hold(short: float, default: float) -> bool:
+    """Table 9: the shortest generation run leaves its victim more than 2 points above the default budget's."""
+    return short - default > 2
+
+
+def budget_holds(at_smallest: float, at_largest: float) -> bool:
+    """Table 10: the smallest and largest ε give victims within 5 points."""
+    return abs(at_smallest - at_largest) < 5
+
+
+def step_holds(accs: list) -> bool:
+    """Table 22: the victims at the paper's PGD steps lie within 5 points of each other."""
+    return len(accs) >= 2 and max(accs) - min(accs) < 5
+
+
+def regularizer_holds(base: dict, regularized: dict) -> bool:
+    """Table 8: at one MINE weight, every regularised UE's victim lies more than 1 point below its plain UE's.
+    ``base``: UE → accuracy; ``regularized``: (UE, weight) → accuracy."""
+    weights = {w for _, w in regularized}
+    return any(all(regularized[(m, w)] < base[m] - 1 for m in base) for w in weights)
+
+
+def contrastive_holds(clean: float, em: float, a_miue: float) -> bool:
+    """Table 20: A-MI-UE lowers the SimCLR victim more than EM does, by more than 5 points."""
+    return clean - a_miue > clean - em + 5
+
+
 def _spearman(a, b) -> float:
     from scipy.stats import spearmanr
     if len(a) < 3:
@@ -233,7 +272,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     if all(v is not None for v in t.values()):
         ns, nd = t["no-similarity"] - t["full"], t["no-distance"] - t["full"]
         add(*terms_claim, f"full {t['full']:.1f}%; without similarity {ns:+.1f} points, without distance {nd:+.1f} "
-            f"(seed {seed})", "holds" if ns > max(nd, 0) + 5 else "fails", "terms", "13_what_makes_miue_work")
+            f"(seed {seed})", "holds" if terms_hold(t["full"], t["no-similarity"], t["no-distance"]) else "fails", "terms", "13_what_makes_miue_work")
     else:
         add(*terms_claim, "not run at this profile", "not tested here", "terms", "13_what_makes_miue_work")
     zeta_claim = ("A balancing strength ζ ≥ 10 destroys the effect", "MI-UE Table 7",
@@ -243,7 +282,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     large = [a for v, a in z.items() if v >= 10 and a is not None]
     if None not in z.values() and small and large:
         add(*zeta_claim, f"ζ ≤ 1: {min(small):.1f} to {max(small):.1f}%; ζ ≥ 10: {min(large):.1f} to {max(large):.1f}% "
-            f"(seed {seed})", "holds" if min(large) > max(small) + 10 else "fails", "zeta", "13_what_makes_miue_work")
+            f"(seed {seed})", "holds" if zeta_holds(small, large) else "fails", "zeta", "13_what_makes_miue_work")
     else:
         add(*zeta_claim, "not run at this profile", "not tested here", "zeta", "13_what_makes_miue_work")
     L = ablation_lists(p)
@@ -253,7 +292,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     short, full = ablation_acc({"epochs": int(min(L["epochs"]))}), ablation_acc({"epochs": int(e0)})
     if short is not None and full is not None and min(L["epochs"]) < e0:
         add(*epochs_claim, f"{short:.1f}% after {min(L['epochs'])} of {e0} epochs, {full:.1f}% after {e0} (seed {seed})",
-            "holds" if short - full > 2 else "fails", "epochs", "13_what_makes_miue_work")
+            "holds" if epochs_hold(short, full) else "fails", "epochs", "13_what_makes_miue_work")
     else:
         add(*epochs_claim, "not run at this profile", "not tested here", "epochs", "13_what_makes_miue_work")
     budget_claim = ("The budget ε barely matters (4/255 to 16/255)", "MI-UE Table 10",
@@ -262,7 +301,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     b_lo, b_hi = ablation_acc({"eps": lo / 255}), ablation_acc({"eps": hi / 255})
     if b_lo is not None and b_hi is not None and lo < hi:
         add(*budget_claim, f"{b_lo:.1f}% at {lo:g}/255, {b_hi:.1f}% at {hi:g}/255 (seed {seed})",
-            "holds" if abs(b_lo - b_hi) < 5 else "fails", "budget", "13_what_makes_miue_work")
+            "holds" if budget_holds(b_lo, b_hi) else "fails", "budget", "13_what_makes_miue_work")
     else:
         add(*budget_claim, "not run at this profile", "not tested here", "budget", "13_what_makes_miue_work")
     step_claim = ("The PGD step barely matters (0.1/255 to 0.8/255)", "MI-UE Table 22",
@@ -271,7 +310,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     s_acc = [ablation_acc({"step_size": a / 255}) for a in steps]
     if len(steps) >= 2 and None not in s_acc:
         add(*step_claim, f"{min(s_acc):.1f} to {max(s_acc):.1f}% at {e0} epochs (seed {seed})",
-            "holds" if max(s_acc) - min(s_acc) < 5 else "fails", "step", "13_what_makes_miue_work")
+            "holds" if step_holds(s_acc) else "fails", "step", "13_what_makes_miue_work")
     else:
         add(*step_claim, "not run at this profile", "not tested here", "step", "13_what_makes_miue_work")
     reg_claim = ("Adding the MI term to EM and AP makes them stronger", "MI-UE Table 8",
@@ -284,10 +323,9 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     base = {m: victim_acc(m) for m in ("em", "ap")}
     reg = {(m, w): victim_acc(m, mi_weight=w) for m in ("em", "ap") for w in L["mi_weights"]}
     if set(L["regularized"]) == {"em", "ap"} and None not in base.values() and None not in reg.values():
-        stronger = any(all(reg[(m, w)] < base[m] - 1 for m in base) for w in L["mi_weights"])
         add(*reg_claim, "; ".join(f"{label(m)} {base[m]:.1f}% → " + ", ".join(f"{reg[(m, w)]:.1f}%" for w in L["mi_weights"])
                                   for m in base) + f" at weights {', '.join(f'{w:g}' for w in L['mi_weights'])} (seed {seed})",
-            "holds" if stronger else "fails", "regularizer", "13_what_makes_miue_work")
+            "holds" if regularizer_holds(base, reg) else "fails", "regularizer", "13_what_makes_miue_work")
     else:
         add(*reg_claim, "not run at this profile", "not tested here", "regularizer", "13_what_makes_miue_work")
     con_claim = ("A-MI-UE works against contrastive (SimCLR) victims while EM does not", "MI-UE Table 20",
@@ -295,9 +333,8 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     sim = {k: victim_acc(m, contrastive={}, **extra) for m, extra, k in
            [("clean", {}, "clean"), ("em", {}, "em"), ("miue", {"augment_mode": "contrastive"}, "a")]}
     if None not in sim.values():
-        d_em, d_a = sim["clean"] - sim["em"], sim["clean"] - sim["a"]
         add(*con_claim, f"clean {sim['clean']:.1f}%, EM {sim['em']:.1f}%, A-MI-UE {sim['a']:.1f}% (seed {seed})",
-            "holds" if d_a > d_em + 5 else "fails", "contrastive", "13_what_makes_miue_work")
+            "holds" if contrastive_holds(sim["clean"], sim["em"], sim["a"]) else "fails", "contrastive", "13_what_makes_miue_work")
     else:
         add(*con_claim, "not run at this profile", "not tested here", "contrastive", "13_what_makes_miue_work")
     speed_claim = ("SEM generates its noise 3.91× faster than REM", "SEM paper (CIFAR-10)", "3.91×")

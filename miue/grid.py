@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import experiments as ex
-from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_specs, kind_of
+from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_runs, chapter_specs, kind_of
 from .profiles import ProfileError, profile
 from .runs import RunStore, compute_seconds
 from .specs import PoisonSpec, VictimSpec
@@ -318,11 +318,10 @@ def chapter_estimates(p, store: RunStore | None = None):
     import pandas as pd
     store = store or RunStore()
     rates: dict = {}
-    rows, earlier = [], set()
-    for chapter in CHAPTERS:
-        specs = chapter_specs(chapter, p)
-        have = new_h = 0
-        hours, unknown = 0.0, 0
+    rows = []
+    for chapter, specs, new in chapter_runs(p):
+        have = 0
+        hours, new_h, unknown = 0.0, 0.0, 0
         for s in specs:
             sec, how = estimate_seconds(s, store, rates)
             have += how == "recorded"
@@ -330,9 +329,8 @@ def chapter_estimates(p, store: RunStore | None = None):
                 unknown += 1
                 continue
             hours += sec / 3600
-            if s.address not in earlier:
+            if s.address in new:
                 new_h += sec / 3600
-        earlier |= {s.address for s in specs}
         rows.append({"chapter": chapter, "runs": len(specs), "recorded": have,
                      "estimated hours (all its runs)": round(hours, 1), "new to this chapter": round(new_h, 1),
                      "runs without an estimate": unknown})

@@ -10,6 +10,8 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from .settings import SettingError, coerce
+
 
 # Study sizes of the estimator validation (repeats are independent columns estimated at once, vectorized).
 _MI_STUDY = {
@@ -91,52 +93,11 @@ class Profile:
 
 
 def _coerce(key: str, value, hint):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union and type(None) in args:
-        if value is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    import numbers
-    if hint is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)
-    if hint is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = int(value)
-    bad = TypeError(f"profile field {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r} "
-                    f"({type(value).__name__})")
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if origin is tuple:
-        item = int if args[0] is int else str
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, item) and not isinstance(v, bool)
-                                                           for v in value):
-            raise bad
-        return tuple(value)
-    if origin is dict:
-        if args and args[1] is object:
-            if not isinstance(value, dict):
-                raise bad
-            return dict(value)
-        item = args[1] if args and args[1] is int else dict
-        if not isinstance(value, dict) or not all(isinstance(v, item) and not isinstance(v, bool)
-                                                  for v in value.values()):
-            raise bad
-        return value
-    return value
+    """``value`` checked as the field's type (:func:`miue.settings.coerce`); a TypeError names the field."""
+    try:
+        return coerce("profile", key, value, hint)
+    except SettingError as err:
+        raise TypeError(str(err)) from None
 
 
 def profile(name: str, **overrides) -> Profile:

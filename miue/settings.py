@@ -45,8 +45,8 @@ def _allowed(meta: dict) -> str:
     return f"in {left}{'-∞' if lo is None else f'{lo:g}'}, {'∞' if hi is None else f'{hi:g}'}{right}"
 
 
-def _coerce(owner: str, name: str, value, hint, allowed: str = ""):
-    """``value`` as ``hint`` (int, float, str, bool, Optional[...], Tuple[...]) or a SettingError.
+def coerce(owner: str, name: str, value, hint, allowed: str = ""):
+    """``value`` as ``hint`` (int, float, str, bool, Optional[...], Tuple[...], Dict[str, ...]) or a SettingError.
 
     ``allowed`` (the setting's range or choices) is added to the message."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -86,7 +86,12 @@ def _coerce(owner: str, name: str, value, hint, allowed: str = ""):
         if not isinstance(value, (list, tuple)):
             raise bad()
         item = args[0] if args else object
-        return tuple(_coerce(owner, f"{name}[{i}]", v, item) for i, v in enumerate(value))
+        return tuple(coerce(owner, f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        item = args[1] if len(args) == 2 else object
+        return {k: coerce(owner, f"{name}[{k!r}]", v, item) for k, v in value.items()}
     return value
 
 
@@ -96,7 +101,7 @@ def check(obj) -> None:
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         meta = f.metadata.get("setting")
-        value = _coerce(owner, f.name, getattr(obj, f.name), hints.get(f.name, object), _allowed(meta) if meta else "")
+        value = coerce(owner, f.name, getattr(obj, f.name), hints.get(f.name, object), _allowed(meta) if meta else "")
         if meta and value is not None:
             if meta["choices"] is not None and value not in meta["choices"]:
                 raise SettingError(f"{owner} setting {f.name!r} = {value!r} is not allowed; it must be "

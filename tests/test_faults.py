@@ -868,7 +868,7 @@ PROFILE_OVERRIDES = [
     ({"n_train": 5}, "n_train", "at least 10"),
     ({"attacks": {"miue": {"epochs": 0}}}, "epochs", r"\[1, ∞\)"),
     ({"attacks": {"nope": {}}}, "attacks", "keyed by attack names"),
-    ({"victim_epochs": "5"}, "victim_epochs", "expects int"),
+    ({"victim_epochs": "5"}, "victim_epochs", "must be int"),
 ]
 
 

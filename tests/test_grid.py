@@ -129,3 +129,16 @@ def test_audit_sample_reruns_a_recorded_run_and_finds_the_same_numbers(tmp_path)
     assert rows[0]["holds"] is False and bad
     assert "NO" in audit.audit_table({"metrics": {"rows": [{"address": "a", **rows[0]}],
                                                   "runs": [{"address": "a", "what": "x"}]}}).to_string()
+
+
+def test_each_run_counts_as_new_in_the_first_chapter_that_lists_it():
+    """The Reproduce page's "new to this chapter" columns: a run shared by chapters is counted once."""
+    from miue.chapters import CHAPTERS, chapter_runs
+    from miue.profiles import profile
+    seen, listed = [], set()
+    for chapter, specs, new in chapter_runs(profile("cpu")):
+        addresses = {s.address for s in specs}
+        assert new == addresses - listed  # new: listed by no earlier chapter
+        seen.append(new)
+        listed |= addresses
+    assert len(seen) == len(CHAPTERS) and set().union(*seen) == listed

@@ -13,7 +13,7 @@ def test_profiles_exist_and_override():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"victim_epochs": "10"}, TypeError, "victim_epochs.*expects int"),
+    ({"victim_epochs": "10"}, TypeError, "victim_epochs.*must be int"),
     ({"seeds": 0}, TypeError, "seeds"),
     ({"width": True}, TypeError, "width"),
     ({"epochs": 3}, ValueError, "no field 'epochs'.*victim_epochs"),

@@ -420,6 +420,20 @@ def test_the_regulariser_claim_needs_one_weight_that_strengthens_both_ues(monkey
     assert claims.claims_table(profile("cpu")).set_index("claim").loc[row, "verdict"] == "fails"
 
 
+def test_ablation_verdicts_follow_their_stated_rules():
+    """The ablation chapter and the Claims page share these verdicts (claims.RULES states them)."""
+    from miue import claims
+    assert claims.terms_hold(full=10, no_similarity=52, no_distance=10)  # the paper's Table 6
+    assert not claims.terms_hold(full=10, no_similarity=20, no_distance=16)  # +10 against +6: not 5 points clear
+    assert claims.terms_hold(full=57, no_similarity=75, no_distance=48)  # removing distance helps: counts as 0
+    assert claims.zeta_holds([10, 10.3], [45.9, 45.5]) and not claims.zeta_holds([10, 40], [45.9])
+    assert not claims.zeta_holds([], [45.9])
+    assert claims.epochs_hold(15.4, 9.95) and not claims.epochs_hold(11, 9.95)
+    assert claims.budget_holds(10.5, 10.0) and not claims.budget_holds(52, 60)
+    assert claims.step_holds([9.93, 10.0]) and not claims.step_holds([50, 62]) and not claims.step_holds([50])
+    assert claims.contrastive_holds(91.7, 89.5, 52.8) and not claims.contrastive_holds(79.4, 77.6, 78.3)
+
+
 def test_defenders_best_compares_over_common_defenses():
     from miue.claims import defenders_best
     acc = {("miue", "jpeg"): 40, ("miue", "ava"): 60, ("em", "jpeg"): 50, ("ap", "jpeg"): 30, ("ap", "ava"): 70}
