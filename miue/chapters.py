@@ -124,9 +124,21 @@ def _deeper(p: Profile) -> list:
     return [ex.mi_spec(p, m, p.seeds[0], arch=a) for a in archs for m in methods]
 
 
+# SAL/UD Table 1's attacks (EM, REM, DC, TAP = AP, LSP, OPS) beyond the first chapter's methods
+SAL_TABLE1_EXTRA = ["rem", "dc", "lsp", "ops"]
+
+
+def sal_methods(p: Profile) -> list:
+    """The SAL chapter's methods (its notebook's default): the first chapter's, and at every profile but smoke
+    also the SAL/UD paper's Table 1 attacks (EM, REM, DC, TAP = AP, LSP, OPS), in that paper's order."""
+    if p.name == "smoke":
+        return ["clean", "random", "em", "ap", "miue"]
+    return ["clean", "random", "em", *SAL_TABLE1_EXTRA[:2], "ap", *SAL_TABLE1_EXTRA[2:], "miue"]
+
+
 def _sal(p: Profile) -> list:
     from . import sal
-    methods = ["clean", "random", "em", "ap", "miue"]
+    methods = sal_methods(p)
     archs = {"gpu": ["resnet50", "vit-b"], "paper": ["resnet50", "vit-b"], "smoke": []}.get(p.name, ["vgg11"])
     jobs = [(None, m) for m in methods] + [(a, m) for a in archs for m in ("clean", "em", "ap", "miue")]
     specs = [_stored("sal", sal.sal_config(p, m, p.seeds[0], a), f"SAL {a or p.model} on {m}") for a, m in jobs]
@@ -251,21 +263,27 @@ JPEG_QUALITIES = [6, 8, 10, 12, 15, 20, 30]
 MI_DEFENSES = {"AT": at_defense(8), "Cutout": "cutout", "UER": "ueraser", "ISS": "jpeg"}
 
 
+# the UEs the defense chapters' claims are about (the defense issue's list): the cpu profile runs these, a GPU
+# profile every method
+DEFENSE_CLAIM_METHODS = ["clean", "em", "ap", "rem", "sem", "entf", "miue"]
+
+
 def defense_lists(p: Profile) -> dict:
-    """What the chapter runs at profile ``p`` (its notebook's defaults): every method and defense, except
-    that the diffusion purifiers (minutes per poison on 2 cores) run on the methods the paper's claims are
-    about (MI-UE's worst case under AVA against every other UE's); the smoke profile runs a sample of each
-    list, every defense once."""
+    """What the chapter runs at profile ``p`` (its notebook's defaults). On 2 CPU cores: the UEs the papers'
+    claims are about (:data:`DEFENSE_CLAIM_METHODS`) under every defense, the diffusion purifiers (minutes per
+    poison) and Table 11's JPEG sweep on fewer of them; a GPU profile runs every method under every defense;
+    the smoke profile runs a sample of each list, every defense once."""
     if p.name == "smoke":
         return {"methods": ["clean", "em", "miue"], "defenses": list(TABLE5_DEFENSES),
                 "diffusion_methods": ["clean", "miue"], "jpeg_qualities": [6, 30], "jpeg_methods": ["clean", "miue"],
                 "mi_methods": ["clean", "em", "miue"]}
-    # about 4 h from scratch on 2 cores at the cpu profile (the diffusion purifiers about an hour of it): the
-    # diffusion purifiers and Table 11's sweep on the methods the paper's claims name, the rest on every method
-    return {"methods": ["clean", "em", "ap", "ar", "rem", "sem", "miue", "lsp", "ops"],
-            "defenses": list(TABLE5_DEFENSES), "diffusion_methods": ["clean", "em", "rem", "miue"],
-            "jpeg_qualities": list(JPEG_QUALITIES), "jpeg_methods": ["clean", "em", "miue"],
-            "mi_methods": ["clean", "random", "em", "ap", "ar", "rem", "sem", "miue"]}
+    if _on_gpu(p):
+        every = [m for m in chapter_methods(p) if m != "random"]
+        return {"methods": every, "defenses": list(TABLE5_DEFENSES), "diffusion_methods": every,
+                "jpeg_qualities": list(JPEG_QUALITIES), "jpeg_methods": every, "mi_methods": chapter_methods(p)}
+    return {"methods": list(DEFENSE_CLAIM_METHODS), "defenses": list(TABLE5_DEFENSES),
+            "diffusion_methods": ["clean", "em", "rem", "miue"], "jpeg_qualities": list(JPEG_QUALITIES),
+            "jpeg_methods": ["clean", "em", "miue"], "mi_methods": ["clean", "random", "em", "ap", "rem", "sem", "miue"]}
 
 
 def _augmentations(p: Profile) -> list:
@@ -371,22 +389,37 @@ CONTRASTIVE_ROWS = [("clean", {}, "Clean"), ("em", {}, "EM"), ("tue", {}, "TUE")
 TRANSFER_GPU_ONLY = ("densenet121", "wrn34-10", "vit-b")
 
 
+# the transfer chapter's shallow victims train at their own size (width 1: LeNet-5's 6/16 channels, the MLPs'
+# 512 units), as in the paper; scaled by the cpu profile's 1/8, LeNet-5 keeps 1 and 2 channels and does not
+# fit even clean data (58.7% test, 60% training accuracy at the cpu profile)
+SHALLOW_VICTIMS = ("lenet5", "3-nn", "2-nn")
+
+
 def transfer_lists(p: Profile) -> dict:
-    """The transfer chapter's methods and victim architectures at ``p``, and ``gpu_only``: the architectures of
+    """The transfer chapter's methods and victim architectures at ``p``, ``widths``: each architecture's width
+    multiplier (the profile's for deep victims, 1 for shallow ones), and ``gpu_only``: the architectures of
     the paper's Table 3 left to a GPU profile."""
     if p.name == "smoke":
-        return {"methods": ["clean", "em", "miue"], "archs": [p.model, "2-nn"], "gpu_only": []}
+        archs = [p.model, "2-nn"]
+        return {"methods": ["clean", "em", "miue"], "archs": archs, "gpu_only": [],
+                "widths": {a: 1.0 if a in SHALLOW_VICTIMS else p.width for a in archs}}
     gpu = _on_gpu(p)
     deep = ["resnet18", "resnet50", "densenet121", "wrn34-10", "vit-b"]
-    return {"methods": ["clean", "em", "ap", "ntga", "ar", "rem", "sem", "gue", "tue", "miue"],
-            "archs": [a for a in deep if gpu or a not in TRANSFER_GPU_ONLY] + ["lenet5", "3-nn", "2-nn"],
-            "gpu_only": [] if gpu else list(TRANSFER_GPU_ONLY)}
+    archs = [a for a in deep if gpu or a not in TRANSFER_GPU_ONLY] + list(SHALLOW_VICTIMS)
+    return {"methods": ["clean", "em", "ap", "ntga", "ar", "rem", "sem", "gue", "tue", "miue"], "archs": archs,
+            "gpu_only": [] if gpu else list(TRANSFER_GPU_ONLY),
+            "widths": {a: 1.0 if a in SHALLOW_VICTIMS else p.width for a in archs}}
+
+
+def transfer_victim_spec(p: Profile, method: str, arch: str, seed: int | None = None):
+    """The transfer chapter's victim of ``arch`` on ``method``'s poison (generated with the profile's model)."""
+    return ex.victim_spec(p, method, p.seeds[0] if seed is None else seed, arch=None if arch == p.model else arch,
+                          victim_width=1.0 if arch in SHALLOW_VICTIMS else None)
 
 
 def _transfer(p: Profile) -> list:
     L = transfer_lists(p)
-    return [ex.victim_spec(p, m, p.seeds[0], arch=None if a == p.model else a) for m in L["methods"]
-            for a in L["archs"]]
+    return [transfer_victim_spec(p, m, a) for m in L["methods"] for a in L["archs"]]
 
 
 # SAL/UD Table 2 (UD under defenses), for the chapter "Sharpness-aware learnability": SAL runs of victims
@@ -397,18 +430,12 @@ SAL_DEFENSES = {"JPEG": "jpeg", "Adversarial Training": at_defense(8), "UEraser-
 SAL_DEFENSE_METHODS = ["clean", "em", "ap", "ops"]  # the paper's Vanilla, EM, TAP and OPS
 
 
-# SAL/UD Table 1's attacks (EM, REM, DC, TAP = AP, LSP, OPS) beyond the SAL chapter's first five methods:
-# they join its list once their SAL runs are recorded
-SAL_TABLE1_EXTRA = ["rem", "dc", "lsp", "ops"]
-
-
 def _sal_defenses(p: Profile) -> list:
-    """SAL/UD Table 2 (UD under defenses) and the SAL runs of its Table 1 attacks the chapter lacks."""
+    """SAL/UD Table 2 (UD under defenses)."""
     from . import sal
     seed = p.seeds[0]
-    specs = [_stored("sal", sal.sal_config(p, m, seed), f"SAL {p.model} on {m}") for m in SAL_TABLE1_EXTRA]
-    return specs + [_stored("sal", sal.sal_config(p, m, seed, defense=d), f"SAL {p.model} on {m} + {name}")
-                    for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
+    return [_stored("sal", sal.sal_config(p, m, seed, defense=d), f"SAL {p.model} on {m} + {name}")
+            for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
 
 
 # the book's chapters whose cpu runs it reads, with those runs (the Reproduce page's cost table, in this order)
@@ -424,6 +451,7 @@ CHAPTERS = {
     "07_notes_on_the_papers": lambda p: [],
     "11_adversarial_training": _adversarial_training,
     "13_what_makes_miue_work": _ablations,
+    "14_how_transferable": _transfer,
     "protect": _protect,
 }
 
@@ -434,7 +462,6 @@ PAGES = [*CHAPTERS, "08_at_the_paper_sample_size"]
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
 STUDIES = {"12_augmentations": _augmentations, "05_sal_under_defenses": _sal_defenses,
-           "14_how_transferable": _transfer,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 

@@ -41,6 +41,8 @@ RULES = {
     "regularizer": "holds if, at one of the MINE weights tried, both EM and AP with the MI regulariser leave their "
                    "victims more than 1 point below EM and AP without it (one seed each)",
     "contrastive": "holds if A-MI-UE lowers the SimCLR victim more than EM does, by more than 5 points (one seed each)",
+    "transfer": "holds if MI-UE's victim has the lowest accuracy of the transfer chapter's UEs on at least half of "
+                "its victim architectures (one seed each)",
     "speed": "holds if SEM's generation time divided into REM's (same settings, same machine) is within a factor "
              "1.5 of the SEM paper's 3.91 (2.6 to 5.9)",
 }
@@ -83,6 +85,16 @@ def regularizer_holds(base: dict, regularized: dict) -> bool:
 def contrastive_holds(clean: float, em: float, a_miue: float) -> bool:
     """Table 20: A-MI-UE lowers the SimCLR victim more than EM does, by more than 5 points."""
     return clean - a_miue > clean - em + 5
+
+
+def transfer_wins(acc: dict, ues: list, archs: list) -> list:
+    """Table 3: the architectures on which MI-UE's victim is the lowest of ``ues`` (``acc``: (UE, arch) → %)."""
+    return [a for a in archs if min(ues, key=lambda m: acc[(m, a)]) == "miue"]
+
+
+def transfer_holds(acc: dict, ues: list, archs: list) -> bool:
+    """Table 3: MI-UE is the strongest UE on at least half of the victim architectures (``RULES['transfer']``)."""
+    return bool(archs) and len(transfer_wins(acc, ues, archs)) >= len(archs) / 2
 
 
 def _spearman(a, b) -> float:
@@ -337,6 +349,20 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
             "holds" if contrastive_holds(sim["clean"], sim["em"], sim["a"]) else "fails", "contrastive", "13_what_makes_miue_work")
     else:
         add(*con_claim, "not run at this profile", "not tested here", "contrastive", "13_what_makes_miue_work")
+    from .chapters import transfer_lists, transfer_victim_spec
+    transfer_claim = ("MI-UE transfers best: the lowest accuracy on every victim architecture", "MI-UE Table 3",
+                      "CIFAR-10: MI-UE lowest on all 8 (9.93 to 17.82%), next GUE (12.04 to 22.08%)")
+    tl = transfer_lists(p)
+    t_ues = [m for m in tl["methods"] if m not in ("clean", "random")]
+    t_acc = {(m, a): _get(store, transfer_victim_spec(p, m, a, seed)) for m in t_ues for a in tl["archs"]}
+    if "miue" in t_ues and all(t_acc.values()):
+        t_acc = {k: 100 * r["metrics"]["test_acc"] for k, r in t_acc.items()}
+        wins = transfer_wins(t_acc, t_ues, tl["archs"])
+        add(*transfer_claim, f"MI-UE lowest on {len(wins)} of {len(tl['archs'])} architectures"
+            + (f" ({', '.join(wins)})" if wins else "") + f" among {len(t_ues)} UEs (seed {seed})",
+            "holds" if transfer_holds(t_acc, t_ues, tl["archs"]) else "fails", "transfer", "14_how_transferable")
+    else:
+        add(*transfer_claim, "not run at this profile", "not tested here", "transfer", "14_how_transferable")
     speed_claim = ("SEM generates its noise 3.91× faster than REM", "SEM paper (CIFAR-10)", "3.91×")
     gen = {m: _get(store, ex.poison_spec(p, m)) for m in ("rem", "sem")}
     secs = {m: (r or {}).get("metrics", {}).get("generation_seconds") for m, r in gen.items()}

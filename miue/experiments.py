@@ -366,12 +366,17 @@ def _check_arch(arch: str | None) -> str | None:
 
 
 def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, defense=None, contrastive=None,
-                **extra) -> VictimSpec:
+                victim_width: float | None = None, **extra) -> VictimSpec:
     """Spec of a victim; ``arch`` (a MODELS name) replaces the profile's model for the victim only: the
-    poison is still generated with the profile's source model (as in the paper's transfer tables).
-    ``defense`` is a defense name or ``{"name": ..., **settings}`` (see :mod:`miue.defenses`)."""
+    poison is still generated with the profile's source model (as in the paper's transfer tables), and
+    ``victim_width`` the profile's width multiplier for the victim only (the transfer chapter's shallow
+    victims keep their own size). ``defense`` is a defense name or ``{"name": ..., **settings}`` (see
+    :mod:`miue.defenses`)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"a victim seed is an integer >= 0, got {seed!r}")
+    if victim_width is not None and (isinstance(victim_width, bool) or not isinstance(victim_width, (int, float))
+                                     or not 0 < victim_width <= 8):
+        raise ValueError(f"victim_width is a width multiplier in (0, 8], got {victim_width!r}")
     recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
                     weight_decay=p.victim_weight_decay)
     d = None
@@ -389,7 +394,8 @@ def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, def
         chosen = settings.configure("SimCLR victim", SimCLRConfig, None, {**p.simclr, **contrastive})
         c = freeze(settings.address(chosen))
     return VictimSpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, p.n_test,
-                      _check_arch(arch) or p.model, p.width, recipe, seed, d, c)
+                      _check_arch(arch) or p.model, p.width if victim_width is None else float(victim_width), recipe,
+                      seed, d, c)
 
 
 def victim_config(p: Profile, method: str, seed: int, arch: str | None = None, **extra) -> dict:

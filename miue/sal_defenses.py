@@ -1,5 +1,4 @@
-"""Compute the SAL runs of SAL/UD Table 2 (victims trained under JPEG, AT, UEraser-max, MixUp and CutOut)
-and of the Table 1 attacks the SAL chapter lacks (REM, DC, LSP, OPS):
+"""Compute the SAL runs of SAL/UD Table 2 (victims trained under JPEG, AT, UEraser-max, MixUp and CutOut):
 
     python -m miue.sal_defenses --profile cpu [--threads 1]
 
@@ -14,7 +13,7 @@ import argparse
 import torch
 
 from . import sal
-from .chapters import SAL_DEFENSE_METHODS, SAL_DEFENSES, SAL_TABLE1_EXTRA
+from .chapters import SAL_DEFENSE_METHODS, SAL_DEFENSES
 from .profiles import profile
 
 
@@ -26,9 +25,6 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     p = profile(args.profile)
-    for m in SAL_TABLE1_EXTRA:
-        print(f"== SAL on {m}", flush=True)
-        sal.sal_run(p, m, p.seeds[0])
     for m in SAL_DEFENSE_METHODS:
         for name, d in SAL_DEFENSES.items():
             print(f"== SAL on {m} + {name}", flush=True)

@@ -45,6 +45,20 @@ def test_bad_method_name():
         ex.victim(P, "mi-ue", 0)
 
 
+def test_victim_width_changes_the_victim_only():
+    """The transfer chapter's shallow victims train at their own size on the profile's poison."""
+    from miue.chapters import transfer_victim_spec
+    base = ex.victim_spec(P, "miue", 0, arch="lenet5")
+    wide = ex.victim_spec(P, "miue", 0, arch="lenet5", victim_width=1.0)
+    assert wide.width == 1.0 and base.width == P.width
+    assert wide.address != base.address and wide.poison.address == base.poison.address
+    assert transfer_victim_spec(P, "miue", "lenet5").address == wide.address
+    assert transfer_victim_spec(P, "miue", P.model).address == ex.victim_spec(P, "miue", 0).address
+    for bad in (0, -1.0, True, "1"):
+        with pytest.raises(ValueError, match="victim_width"):
+            ex.victim_spec(P, "miue", 0, victim_width=bad)
+
+
 def test_victim_architecture_covariance_and_separability(store):
     base = ex.victim_config(P, "miue", 0)
     assert ex.victim_config(P, "miue", 0, "resnet18") == base  # the profile's model: same run

@@ -213,6 +213,8 @@ def test_the_transfer_chapter_leaves_the_costliest_architectures_to_a_gpu_and_sa
     assert not set(cpu["archs"]) & set(TRANSFER_GPU_ONLY) and cpu["gpu_only"] == list(TRANSFER_GPU_ONLY)
     assert set(TRANSFER_GPU_ONLY) <= set(gpu["archs"]) and gpu["gpu_only"] == []
     assert set(cpu["archs"]) | set(cpu["gpu_only"]) == set(gpu["archs"])  # nothing dropped silently
+    # shallow victims train at their own size (scaled by 1/8, LeNet-5 keeps 1 and 2 channels), deep ones scaled
+    assert cpu["widths"] == {a: 1.0 if a in ("lenet5", "3-nn", "2-nn") else profile("cpu").width for a in cpu["archs"]}
 
 
 def test_a_fitted_purifier_is_a_run_of_its_own_shared_by_its_victims(store, monkeypatch):
@@ -432,6 +434,15 @@ def test_ablation_verdicts_follow_their_stated_rules():
     assert claims.budget_holds(10.5, 10.0) and not claims.budget_holds(52, 60)
     assert claims.step_holds([9.93, 10.0]) and not claims.step_holds([50, 62]) and not claims.step_holds([50])
     assert claims.contrastive_holds(91.7, 89.5, 52.8) and not claims.contrastive_holds(79.4, 77.6, 78.3)
+
+
+def test_transfer_verdict_counts_the_architectures_where_miue_is_lowest():
+    from miue import claims
+    acc = {("miue", "resnet18"): 10, ("em", "resnet18"): 20, ("miue", "lenet5"): 30, ("em", "lenet5"): 25,
+           ("miue", "2-nn"): 40, ("em", "2-nn"): 41}
+    assert claims.transfer_wins(acc, ["em", "miue"], ["resnet18", "lenet5", "2-nn"]) == ["resnet18", "2-nn"]
+    assert claims.transfer_holds(acc, ["em", "miue"], ["resnet18", "lenet5"])  # one of two: half
+    assert not claims.transfer_holds(acc, ["em", "miue"], ["lenet5"])
 
 
 def test_defenders_best_compares_over_common_defenses():
