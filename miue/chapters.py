@@ -179,7 +179,8 @@ def _protect(p: Profile) -> list:
     return out
 
 
-PAPER_SIZE_METHODS = ["clean", "random", "miue", "ap", "em", "miue-code"]
+# Table 1's structure at the full profile (the scale issue's list, with REM and SEM from the attack issue)
+PAPER_SIZE_METHODS = ["clean", "random", "miue", "ap", "em", "miue-code", "rem", "sem"]
 MI_STUDY_ESTIMATORS = ("histogram", "kde", "ksg")
 
 
