@@ -396,6 +396,11 @@ TRANSFER_GPU_ONLY = ("densenet121", "wrn34-10", "vit-b")
 SHALLOW_VICTIMS = ("lenet5", "3-nn", "2-nn")
 
 
+def transfer_width(p: Profile, arch: str) -> float:
+    """The width multiplier of the transfer chapter's ``arch`` victim: 1 for shallow ones, else the profile's."""
+    return 1.0 if arch in SHALLOW_VICTIMS else p.width
+
+
 def transfer_lists(p: Profile) -> dict:
     """The transfer chapter's methods and victim architectures at ``p``, ``widths``: each architecture's width
     multiplier (the profile's for deep victims, 1 for shallow ones), and ``gpu_only``: the architectures of
@@ -403,19 +408,19 @@ def transfer_lists(p: Profile) -> dict:
     if p.name == "smoke":
         archs = [p.model, "2-nn"]
         return {"methods": ["clean", "em", "miue"], "archs": archs, "gpu_only": [],
-                "widths": {a: 1.0 if a in SHALLOW_VICTIMS else p.width for a in archs}}
+                "widths": {a: transfer_width(p, a) for a in archs}}
     gpu = _on_gpu(p)
     deep = ["resnet18", "resnet50", "densenet121", "wrn34-10", "vit-b"]
     archs = [a for a in deep if gpu or a not in TRANSFER_GPU_ONLY] + list(SHALLOW_VICTIMS)
     return {"methods": ["clean", "em", "ap", "ntga", "ar", "rem", "sem", "gue", "tue", "miue"], "archs": archs,
             "gpu_only": [] if gpu else list(TRANSFER_GPU_ONLY),
-            "widths": {a: 1.0 if a in SHALLOW_VICTIMS else p.width for a in archs}}
+            "widths": {a: transfer_width(p, a) for a in archs}}
 
 
 def transfer_victim_spec(p: Profile, method: str, arch: str, seed: int | None = None):
     """The transfer chapter's victim of ``arch`` on ``method``'s poison (generated with the profile's model)."""
     return ex.victim_spec(p, method, p.seeds[0] if seed is None else seed, arch=None if arch == p.model else arch,
-                          victim_width=1.0 if arch in SHALLOW_VICTIMS else None)
+                          victim_width=None if arch not in SHALLOW_VICTIMS else transfer_width(p, arch))
 
 
 def _transfer(p: Profile) -> list:
