@@ -20,7 +20,7 @@ from .specs import Spec
 
 @dataclass(frozen=True)
 class StoredSpec(Spec):
-    """A run computed by its own module (validation studies, SAL runs): its kind and config, to list and look up."""
+    """A run computed by its own module (validation studies, the protection demo): its kind and config, to list and look up."""
 
     run_kind: str
     config_json: str
@@ -141,7 +141,7 @@ def _sal(p: Profile) -> list:
     methods = sal_methods(p)
     archs = {"gpu": ["resnet50", "vit-b"], "paper": ["resnet50", "vit-b"], "smoke": []}.get(p.name, ["vgg11"])
     jobs = [(None, m) for m in methods] + [(a, m) for a in archs for m in ("clean", "em", "ap", "miue")]
-    specs = [_stored("sal", sal.sal_config(p, m, p.seeds[0], a), f"SAL {a or p.model} on {m}") for a, m in jobs]
+    specs = [sal.sal_spec(p, m, p.seeds[0], a) for a, m in jobs]
     return specs + [ex.poison_spec(p, m) for m in methods if m != "clean"]
 
 
@@ -429,8 +429,7 @@ def _transfer(p: Profile) -> list:
 
 
 # SAL/UD Table 2 (UD under defenses), for the chapter "Sharpness-aware learnability": SAL runs of victims
-# trained under each defense; `python -m miue.sal_defenses --profile cpu` computes them (the grid leaves SAL
-# runs to their chapter)
+# trained under each defense; `miue grid 05_sal_under_defenses` computes them
 SAL_DEFENSES = {"JPEG": "jpeg", "Adversarial Training": at_defense(8), "UEraser-max": "ueraser", "MixUp": "mixup",
                 "CutOut": "cutout"}
 SAL_DEFENSE_METHODS = ["clean", "em", "ap", "ops"]  # the paper's Vanilla, EM, TAP and OPS
@@ -440,8 +439,7 @@ def _sal_defenses(p: Profile) -> list:
     """SAL/UD Table 2 (UD under defenses)."""
     from . import sal
     seed = p.seeds[0]
-    return [_stored("sal", sal.sal_config(p, m, seed, defense=d), f"SAL {p.model} on {m} + {name}")
-            for m in SAL_DEFENSE_METHODS for name, d in SAL_DEFENSES.items()]
+    return [sal.sal_spec(p, m, seed, defense=d) for m in SAL_DEFENSE_METHODS for d in SAL_DEFENSES.values()]
 
 
 # the book's chapters whose cpu runs it reads, with those runs (the Reproduce page's cost table, in this order)

@@ -268,7 +268,8 @@ def _collect(spec, job, log) -> Outcome:
 # ------------------------------------------------------------------------------------------- estimates
 
 def _work(config: dict, kind: str) -> tuple[str, float] | None:
-    """(class of run, units of work) for a victim or poison config: images × epochs × width² × pixels."""
+    """(class of run, units of work) for a victim, poison or SAL config: images × epochs × width² × pixels (a
+    SAL run: its victim's work, at the rate of the recorded SAL runs of that architecture)."""
     n = config.get("n_train") or SPLIT_SIZES.get(config.get("dataset"), 0)
     px = PIXELS.get(config.get("dataset"), 32 * 32)
     if kind == "victim":
@@ -278,6 +279,9 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
             cost = create_defense(config["defense"]).relative_cost
         return (f"victim/{config['model']}",
                 n * config["recipe"]["epochs"] * config.get("width", 1.0) ** 2 * px * cost)
+    if kind == "sal":
+        v = _work(config["victim"], "victim")
+        return None if v is None else (f"sal/{config['victim']['model']}", v[1])
     if kind == "poison":
         a = config["attack"]
         return (f"poison/{config['method']}",

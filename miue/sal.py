@@ -27,9 +27,11 @@ Untraceable models fall back to full eager passes.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -37,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.std import tqdm
 
+from .profiles import Profile
+from .specs import Spec
 from .train import as_float, resolve_device
 
 EPS = 0.05  # relative L2 radius of the weight perturbation (SAL/UD Sec. 3.3)
@@ -454,6 +458,50 @@ def sal_history(record: dict) -> list[dict]:
     return [e["sal"] for e in record["history"] if "sal" in e]
 
 
+@dataclass(frozen=True, eq=False)
+class SALSpec(Spec):
+    """A SAL run (kind ``"sal"``, :func:`sal_config`): what :func:`sal_run` computes, as a run spec the grid can
+    dispatch (its poison and, under a data-side defense, its purifier are its dependencies). ``defense`` is
+    the defense as JSON (a name or ``{"name": ..., **settings}``), or None."""
+
+    profile: Profile
+    method: str
+    seed: int = 0
+    arch: Optional[str] = None
+    defense: Optional[str] = None
+    kind: ClassVar[str] = "sal"
+
+    def defense_value(self):
+        return None if self.defense is None else json.loads(self.defense)
+
+    def victim(self):
+        """The victim spec this run trains (the same poison, purifier and recipe)."""
+        from . import experiments as ex
+        return ex.victim_spec(self.profile, self.method, self.seed, self.arch, defense=self.defense_value())
+
+    def config(self) -> dict:
+        return sal_config(self.profile, self.method, self.seed, self.arch, self.defense_value())
+
+    def dependencies(self) -> list:
+        return self.victim().dependencies()
+
+    def describe(self) -> str:
+        d = self.defense_value()
+        name = d if isinstance(d, str) or d is None else d.get("name")
+        return f"SAL {self.arch or self.profile.model} on {self.method}" + ("" if d is None else f" + {name}")
+
+
+def sal_spec(p, method: str, seed: int = 0, arch: str | None = None, defense=None) -> SALSpec:
+    """The :class:`SALSpec` of :func:`sal_run`'s arguments (validated)."""
+    from . import experiments as ex
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    ex._check_method(method)
+    spec = SALSpec(p, method, seed, arch, None if defense is None else json.dumps(defense, sort_keys=True))
+    spec.config()  # refuses an unknown architecture or defense now, not in a job
+    return spec
+
+
 def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, arch: str | None = None,
             defense=None) -> dict:
     """Record (kind ``"sal"``) of a victim trained on ``method``'s poisoned training set with per-layer SAL.
@@ -466,60 +514,56 @@ def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, ar
     Table 2). Resumable: training state and the SAL measured so far are checkpointed after every epoch.
     """
     from . import experiments as ex
+    return ex.run(sal_spec(p, method, seed, arch, defense), store, progress, device=p.device)
+
+
+def _compute_sal(spec: SALSpec, ctx, store, progress: bool, device) -> dict:
+    """The compute function of a :class:`SALSpec` (registered with :func:`miue.experiments.run`)."""
+    from . import experiments as ex
     from .data import stratified_subset
     from .models import create_model
-    from .runs import RunStore
     from .train import Recipe, evaluate, fit
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    ex._check_method(method)
-    store = store or RunStore()
-    cfg = sal_config(p, method, seed, arch, defense)
-    device = resolve_device(p.device)
+    p, method, seed, arch, defense = spec.profile, spec.method, spec.seed, spec.arch, spec.defense_value()
+    cfg = spec.config()
+    train, test = ex.datasets(p)
+    if method != ex.CLEAN:
+        _, pois = ex.poison(p, method, store, progress)
+        train = train.with_images(pois.apply(train.images))
+    hook = None
+    if defense is not None:
+        train, hook = ex.defended(spec.victim(), train, store, progress, device)
+    probe = stratified_subset(train, cfg["samples"], seed=cfg["subset_seed"])
+    curve = stratified_subset(test, ex.CURVE_TEST_SIZE, seed=1)
+    c, h, _ = train.shape
+    torch.manual_seed(seed)
+    model = create_model(cfg["victim"]["model"], train.num_classes, c, h, p.width)
+    sizes = {n: m.weight.numel() for n, m in model.named_modules() if n in sal_layers(model)}
+    epochs = set(cfg["epochs"])
 
-    def compute(ctx):
-        train, test = ex.datasets(p)
-        if method != ex.CLEAN:
-            _, pois = ex.poison(p, method, store, progress)
-            train = train.with_images(pois.apply(train.images))
-        hook = None
-        if defense is not None:
-            train, hook = ex.defended(ex.victim_spec(p, method, seed, arch, defense=defense), train, store, progress,
-                                      device)
-        probe = stratified_subset(train, cfg["samples"], seed=cfg["subset_seed"])
-        curve = stratified_subset(test, ex.CURVE_TEST_SIZE, seed=1)
-        c, h, _ = train.shape
-        torch.manual_seed(seed)
-        model = create_model(cfg["victim"]["model"], train.num_classes, c, h, p.width)
-        sizes = {n: m.weight.numel() for n, m in model.named_modules() if n in sal_layers(model)}
-        epochs = set(cfg["epochs"])
+    def on_epoch(epoch, net):
+        if epoch not in epochs:
+            return {}
+        t0 = time.perf_counter()
+        res = model_sal(net, probe.images, probe.labels, eps=cfg["eps"], steps=cfg["steps"], lr=cfg["lr"],
+                        device=device, batch_size=cfg["batch_size"], progress=progress, details=True)
+        return {"sal": {k: r["sal"] for k, r in res.items()},
+                "sal_ascent": {k: r["ascent"] for k, r in res.items()},
+                "sal_descent": {k: r["descent"] for k, r in res.items()},
+                "sal_loss": next(iter(res.values()))["loss"], "sal_seconds": time.perf_counter() - t0}
 
-        def on_epoch(epoch, net):
-            if epoch not in epochs:
-                return {}
-            t0 = time.perf_counter()
-            res = model_sal(net, probe.images, probe.labels, eps=cfg["eps"], steps=cfg["steps"], lr=cfg["lr"],
-                            device=device, batch_size=cfg["batch_size"], progress=progress, details=True)
-            return {"sal": {k: r["sal"] for k, r in res.items()},
-                    "sal_ascent": {k: r["ascent"] for k, r in res.items()},
-                    "sal_descent": {k: r["descent"] for k, r in res.items()},
-                    "sal_loss": next(iter(res.values()))["loss"], "sal_seconds": time.perf_counter() - t0}
-
-        history = fit(model, train, Recipe(**cfg["victim"]["recipe"]), test=curve, seed=seed, device=device,
-                      progress=progress, checkpoint=ctx.checkpoint(), desc=f"SAL {cfg['victim']['model']} {method} s{seed}",
-                      on_epoch=on_epoch, hook=hook)
-        test_loss, test_acc = evaluate(model, test, device)
-        train_loss, train_acc = evaluate(model, train, device)
-        ctx.checkpoint().remove()
-        sal_seconds = sum(e.get("sal_seconds", 0.0) for e in history)
-        return {"metrics": {"test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc,
-                            "train_loss": train_loss, "n_train": len(train), "n_test": len(test),
-                            "n_sal": len(probe), "layers": list(sizes), "layer_params": sizes,
-                            "sal_seconds": sal_seconds,
-                            "train_seconds": sum(e["seconds"] for e in history) - sal_seconds},
-                "history": history}
-
-    return store.get_or_compute("sal", cfg, compute, device=str(device), seed=seed)
+    history = fit(model, train, Recipe(**cfg["victim"]["recipe"]), test=curve, seed=seed, device=device,
+                  progress=progress, checkpoint=ctx.checkpoint(), desc=f"SAL {cfg['victim']['model']} {method} s{seed}",
+                  on_epoch=on_epoch, hook=hook)
+    test_loss, test_acc = evaluate(model, test, device)
+    train_loss, train_acc = evaluate(model, train, device)
+    ctx.checkpoint().remove()
+    sal_seconds = sum(e.get("sal_seconds", 0.0) for e in history)
+    return {"metrics": {"test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc,
+                        "train_loss": train_loss, "n_train": len(train), "n_test": len(test),
+                        "n_sal": len(probe), "layers": list(sizes), "layer_params": sizes,
+                        "sal_seconds": sal_seconds,
+                        "train_seconds": sum(e["seconds"] for e in history) - sal_seconds},
+            "history": history}
 
 
 @dataclass(frozen=True)
@@ -590,3 +634,11 @@ def ud_defense_table(defended: dict, undefended: dict, clean: dict):
         rows.append({"method": m, "defense": d, "test_acc": row["test_acc"], "lp": row["lp"], "ud": row["ud"],
                      "ud_delta": row["ud"] - before, "ud_weights": row["ud_weights"], "beta": row["beta"]})
     return pd.DataFrame(rows)
+
+
+def _register() -> None:
+    from . import experiments as ex
+    ex._COMPUTE[SALSpec] = _compute_sal  # a SAL run is a run spec like any other (ex.run, the grid)
+
+
+_register()

@@ -148,6 +148,27 @@ def test_sal_under_a_defense_is_its_own_run_on_what_the_victim_sees(digits, stor
     assert "defense" not in plain["config"]["victim"]  # undefended addresses are unchanged
 
 
+def test_the_grid_computes_a_sal_run_after_its_poison_and_sal_run_reads_it_back(digits, store):
+    """A SAL run is a run spec: the grid puts its poison in an earlier wave and records the run where sal_run
+    looks; describe names the defense."""
+    from miue import grid
+    p = profile("smoke", dataset="digits", n_train=None, n_test=None, model="lenet5", width=1.0, victim_epochs=2,
+                sal_samples=64, sal_every=1, sal_steps=1)
+    spec = sal.sal_spec(p, "em", 0, defense="mixup")
+    assert spec.describe() == "SAL lenet5 on em + mixup"
+    assert spec.config() == sal.sal_config(p, "em", 0, defense="mixup")
+    assert [d.kind for d in spec.dependencies()] == ["poison"]
+    waves = grid.waves([spec, *spec.dependencies()], store)
+    assert [[s.kind for s in w] for w in waves] == [["poison"], ["sal"]]
+    out = grid.dispatch([spec, *spec.dependencies()], store=store, log=lambda *_: None)
+    assert [o.state for o in out] == ["COMPLETED", "COMPLETED"]
+    rec = store.get("sal", spec.config())
+    assert rec is not None and len(sal.sal_history(rec)) == 2
+    assert sal.sal_run(p, "em", 0, store, progress=False, defense="mixup") == rec  # read back, not recomputed
+    with pytest.raises(ValueError, match="unknown architecture 'resnet9000'"):
+        sal.sal_spec(p, "em", 0, arch="resnet9000")
+
+
 def _synthetic_sal(sals: list[list[float]], acc: float = 0.5) -> dict:
     """A sal record with the given per-epoch layer SALs (no training): enough for the UD tables."""
     layers = [f"l{i}" for i in range(len(sals[0]))]
