@@ -11,6 +11,9 @@ before the MI estimates of their features):
 Every job opens the same run store, so jobs that race for one run (two grids over one store, two victims of
 one missing poison) wait on its lock, and each run is computed once; an interrupted job resumes from its last
 checkpoint when the grid is run again. ``--dry-run`` prints each spec with its recorded or estimated cost.
+``--within MIN`` starts a run only while its estimate still fits in the MIN minutes from the grid's start
+(the rest are DEFERRED, with their dependents, for the next call): a machine lent for a fixed time ends
+between runs instead of in the middle of one.
 """
 
 from __future__ import annotations
@@ -116,11 +119,15 @@ def _executor(cluster: str, folder: Path, threads: int, jobs: int, timeout_min: 
 def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, folder: str | Path | None = None,
              jobs: int = 1, threads: int | None = None, device: str = "cpu", timeout_min: int = 24 * 60,
              partition: str | None = None, mem_gb: float | None = None, progress: bool = False,
-             on_submit=None, poll_seconds: float = 1.0, log=print) -> list[Outcome]:
+             on_submit=None, poll_seconds: float = 1.0, log=print, deadline: float | None = None,
+             estimate=None) -> list[Outcome]:
     """Compute the missing runs among ``specs`` on ``cluster``; one :class:`Outcome` per dispatched spec.
 
     ``on_submit(jobs)`` is called with each wave's submitit jobs (tests cancel one there). A failed or
-    cancelled job's dependents are skipped, not run; the rest of the grid goes on.
+    cancelled job's dependents are skipped, not run; the rest of the grid goes on. With ``deadline`` (a
+    ``time.time()`` value) a run starts only when ``estimate(spec)`` seconds (default :func:`estimate_seconds`
+    on ``store``; a run without an estimate counts as 0) end before it; the others are DEFERRED, and so is
+    every run that depends on one.
     """
     if cluster not in CLUSTERS:
         raise ValueError(f"unknown cluster {cluster!r}; choose one of {', '.join(CLUSTERS)}")
@@ -131,32 +138,66 @@ def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, f
     folder = Path(folder or store.cache / "grid-jobs")
     outcomes: list[Outcome] = []
     failed: set[str] = set()
+    deferred: set[str] = set()
+    if deadline is not None and estimate is None:
+        rates: dict = {}
+
+        def estimate(spec):
+            return estimate_seconds(spec, store, rates)[0]
     for wave in waves(specs, store):
         ready = []
         for s in wave:
             bad = [d.address for d in s.dependencies() if d.address in failed]
+            later = [d.address for d in s.dependencies() if d.address in deferred]
             if bad:
                 failed.add(s.address)
                 outcomes.append(Outcome(s.address, s.describe(), "SKIPPED", detail=f"needs {bad[0]}, which failed"))
+            elif later:
+                deferred.add(s.address)
+                outcomes.append(Outcome(s.address, s.describe(), "DEFERRED", detail=f"needs {later[0]}, deferred"))
             else:
                 ready.append(s)
         if not ready:
             continue
+        gate = None if deadline is None else _Gate(deadline, estimate)
         results = _run_wave(ready, cluster, store, folder, jobs, threads, device, timeout_min, partition, mem_gb,
-                            progress, on_submit, poll_seconds, log)
+                            progress, on_submit, poll_seconds, log, gate)
         for o in results:
-            if o.state != "COMPLETED":
+            if o.state == "DEFERRED":
+                deferred.add(o.address)
+            elif o.state != "COMPLETED":
                 failed.add(o.address)
         outcomes += results
     return outcomes
 
 
+@dataclass
+class _Gate:
+    """Whether a run may still start: its estimate ends before the deadline."""
+
+    deadline: float
+    estimate: object
+
+    def refuse(self, spec) -> Outcome | None:
+        """None when ``spec`` may start now, else its DEFERRED outcome."""
+        left = self.deadline - time.time()
+        need = self.estimate(spec) or 0.0
+        if need <= left:
+            return None
+        return Outcome(spec.address, spec.describe(), "DEFERRED",
+                       detail=f"estimated {need / 60:.1f} min, {max(left, 0) / 60:.1f} min left before the deadline")
+
+
 def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min, partition, mem_gb, progress,
-              on_submit, poll_seconds, log) -> list[Outcome]:
+              on_submit, poll_seconds, log, gate: _Gate | None = None) -> list[Outcome]:
     args = (str(store.root), str(store.cache), threads, device)
     if cluster == "inline":
         out = []
         for s in specs:
+            refused = gate and gate.refuse(s)
+            if refused:
+                out.append(refused)
+                continue
             log(f"== {s.describe()} ({s.address})")
             try:
                 r = run_job(s, *args, progress=progress)
@@ -165,18 +206,26 @@ def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min,
                 out.append(Outcome(s.address, s.describe(), "FAILED", detail=f"{type(exc).__name__}: {exc}"[:300]))
         return out
     executor = _executor(cluster, folder, threads, jobs, timeout_min, partition, mem_gb)
-    if cluster == "slurm":
+    if cluster == "slurm":  # one array per wave: the deadline is checked when it is submitted
+        refused = [o for s in specs if gate and (o := gate.refuse(s))]
+        specs = [s for s in specs if s.address not in {o.address for o in refused}]
+        if not specs:
+            return refused
         submitted = executor.map_array(run_job, specs, *[[a] * len(specs) for a in args])
         pairs = list(zip(specs, submitted))
         log(f"submitted {len(specs)} jobs as Slurm array {submitted[0].job_id.split('_')[0]}")
         if on_submit:
             on_submit(submitted)
-        return _collect_slurm(pairs, poll_seconds, log)
+        return refused + _collect_slurm(pairs, poll_seconds, log)
     # local: at most `jobs` subprocesses at a time
     pending, running, out = list(specs), [], {}
     while pending or running:
         while pending and len(running) < jobs:
             s = pending.pop(0)
+            late = gate and gate.refuse(s)
+            if late:
+                out[s.address] = late
+                continue
             job = executor.submit(run_job, s, *args)
             log(f"started {s.describe()} ({s.address}) as local job {job.job_id}")
             running.append((s, job))
@@ -350,8 +399,10 @@ def _report(outcomes: list[Outcome]) -> str:
         sec = "" if o.seconds is None else f"{o.seconds:.1f}"
         lines.append(f"{o.state:<9}  {sec:>8}  {o.what} ({o.address})" + (f" — {o.detail}" if o.detail else ""))
     states = [o.state for o in outcomes]
-    lines.append(f"{states.count('COMPLETED')} completed, {len(states) - states.count('COMPLETED')} not; "
-                 f"{len(computed)} runs computed by these jobs")
+    later = states.count("DEFERRED")
+    lines.append(f"{states.count('COMPLETED')} completed, {len(states) - states.count('COMPLETED') - later} not"
+                 + (f", {later} deferred (run the grid again)" if later else "")
+                 + f"; {len(computed)} runs computed by these jobs")
     return "\n".join(lines)
 
 
@@ -382,6 +433,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="list the specs with their recorded or estimated cost")
     ap.add_argument("--throughput", type=float, default=None,
                     help="with --dry-run: scale the estimate to another device by this speed-up over the records")
+    ap.add_argument("--within", type=float, default=None, metavar="MIN",
+                    help="start a run only if its estimate ends within MIN minutes of the grid's start; the rest "
+                         "are deferred to the next call (for a machine held for a fixed time)")
     ap.add_argument("--json", default=None, help="also write the outcomes (state, runs computed) to this file")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (inline)")
     args = ap.parse_args(argv)
@@ -396,13 +450,17 @@ def main(argv=None) -> int:
         except (ProfileError, ValueError) as exc:
             print(f"miue grid: {exc}", file=sys.stderr)
             return 2
+    if args.within is not None and not args.within > 0:
+        print(f"miue grid: --within must be a positive number of minutes, got {args.within:g}", file=sys.stderr)
+        return 2
+    deadline = None if args.within is None else time.time() + 60 * args.within
     store = RunStore(args.runs, args.cache)
     outcomes = []
     for chapter, p in queue:
         if len(queue) > 1:
             print(f"=== {chapter} at profile {p.name}", flush=True)
         try:
-            outcomes += _chapter(args, chapter, p, store)
+            outcomes += _chapter(args, chapter, p, store, deadline)
         except Exception as exc:  # noqa: BLE001 — one chapter's failure (a missing cluster tool) ends only it
             print(f"miue grid: {chapter} at profile {p.name} failed: {exc}", file=sys.stderr, flush=True)
             outcomes.append(Outcome(chapter, f"chapter {chapter} at profile {p.name}", "FAILED",
@@ -413,10 +471,10 @@ def main(argv=None) -> int:
             Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1) + "\n")
     if outcomes:
         print(_report(outcomes))
-    return 0 if all(o.state == "COMPLETED" for o in outcomes) else 1
+    return 0 if all(o.state in ("COMPLETED", "DEFERRED") for o in outcomes) else 1
 
 
-def _chapter(args, chapter: str, p, store: RunStore) -> list:
+def _chapter(args, chapter: str, p, store: RunStore, deadline: float | None = None) -> list:
     """List one chapter's runs with their costs and, unless ``--dry-run``, dispatch the missing ones."""
     specs = chapter_specs(chapter, p)
     rates: dict = {}
@@ -447,7 +505,7 @@ def _chapter(args, chapter: str, p, store: RunStore) -> list:
     return dispatch(specs, cluster=args.cluster, store=store, folder=args.folder, jobs=args.jobs,
                     threads=args.threads, device=p.device, timeout_min=args.timeout_min,
                     partition=args.partition, mem_gb=args.mem_gb,
-                    progress=not args.no_progress and args.cluster == "inline")
+                    progress=not args.no_progress and args.cluster == "inline", deadline=deadline)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -44,6 +45,36 @@ def test_a_failed_run_skips_its_dependents_and_the_grid_goes_on(tmp_path, monkey
         assert out[ex.victim_spec(p, "random", s).address].state == "SKIPPED"
         assert out[ex.victim_spec(p, "clean", s).address].state == "COMPLETED"
     assert real is not flaky
+
+
+def test_runs_that_would_end_after_the_deadline_are_deferred_with_their_dependents(tmp_path, monkeypatch, capsys):
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    poison = ex.poison_spec(p, "random")
+    started = []
+
+    def fake(spec, *a, **k):
+        started.append(spec.address)
+        return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
+
+    monkeypatch.setattr(grid, "run_job", fake)
+
+    def estimate(spec):  # an hour for the poison, no estimate (counts as 0) for the others
+        return 3600.0 if spec.address == poison.address else None
+
+    out = {o.address: o for o in grid.dispatch(chapter_specs("grid_check", p), store=store, log=lambda *_: None,
+                                               deadline=time.time() + 600, estimate=estimate)}
+    assert out[poison.address].state == "DEFERRED" and "estimated 60.0 min" in out[poison.address].detail
+    for s in (0, 1):
+        assert out[ex.victim_spec(p, "random", s).address].state == "DEFERRED"  # needs the deferred poison
+        assert out[ex.victim_spec(p, "clean", s).address].state == "COMPLETED"
+    assert poison.address not in started and ex.victim_spec(p, "random", 0).address not in started
+    # past the deadline nothing starts, even a run without an estimate
+    late = grid.dispatch(chapter_specs("grid_check", p), store=store, log=lambda *_: None, deadline=time.time() - 1,
+                         estimate=lambda s: None)
+    assert {o.state for o in late} == {"DEFERRED"}
+    assert grid.main(["grid_check", "--profile", "smoke", "--within", "0"]) == 2
+    assert "--within must be a positive number of minutes" in capsys.readouterr().err
 
 
 def test_a_queue_of_chapters_runs_one_after_another_each_at_its_profile(tmp_path, monkeypatch, capsys):
