@@ -317,8 +317,10 @@ def _collect(spec, job, log) -> Outcome:
 # ------------------------------------------------------------------------------------------- estimates
 
 def _work(config: dict, kind: str) -> tuple[str, float] | None:
-    """(class of run, units of work) for a victim, poison or SAL config: images × epochs × width² × pixels (a
-    SAL run: its victim's work, at the rate of the recorded SAL runs of that architecture)."""
+    """(class of run, units of work) of a config: images × epochs × width² × pixels for a victim or a poison
+    (a SAL run: its victim's work, at the rate of the recorded SAL runs of that architecture); images ×
+    pixels × epochs for a purifier, steps × batch × width² × pixels for a denoiser, images × slices for an MI
+    estimate (the victim whose features it reads may need computing too: not counted)."""
     n = config.get("n_train") or SPLIT_SIZES.get(config.get("dataset"), 0)
     px = PIXELS.get(config.get("dataset"), 32 * 32)
     if kind == "victim":
@@ -328,6 +330,15 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
             cost = create_defense(config["defense"]).relative_cost
         return (f"victim/{config['model']}",
                 n * config["recipe"]["epochs"] * config.get("width", 1.0) ** 2 * px * cost)
+    if kind == "purifier":  # its fitting and the purification of every image
+        d = config["defense"]
+        return f"purifier/{d['name']}", n * px * d.get("epochs", 1)
+    if kind == "denoiser":
+        return "denoiser", config["steps"] * config["batch_size"] * config.get("width", 1) ** 2 * px
+    if kind == "mi":
+        v = config["victim"]
+        m = v.get("n_train") or SPLIT_SIZES.get(v.get("dataset"), 0)
+        return f"mi/{config['estimator']}", m * config.get("n_slices", 1)
     if kind == "sal":
         v = _work(config["victim"], "victim")
         return None if v is None else (f"sal/{config['victim']['model']}", v[1])

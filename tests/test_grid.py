@@ -173,3 +173,20 @@ def test_each_run_counts_as_new_in_the_first_chapter_that_lists_it():
         seen.append(new)
         listed |= addresses
     assert len(seen) == len(CHAPTERS) and set().union(*seen) == listed
+
+
+def test_every_kind_the_defense_chapter_lists_has_a_unit_of_work_to_estimate_from():
+    """Purifiers, the denoiser, MI estimates and SAL runs scale with their size like victims and poisons."""
+    from miue import sal
+    p = profile("cpu")
+    kinds = {}
+    for s in chapter_specs("12_augmentations", p) + chapter_specs("05_sal_under_defenses", p):
+        w = grid._work(s.config(), s.kind)
+        assert w is not None and w[1] > 0, s.describe()
+        kinds.setdefault(s.kind, set()).add(w[0].split("/")[0])
+    assert set(kinds) == {"victim", "poison", "purifier", "denoiser", "mi", "sal"}
+    mi = ex.mi_spec(p, "em", 0)
+    assert grid._work(ex.mi_spec(p.override(mi_slices=2 * p.mi_slices), "em", 0).config(), "mi")[1] == \
+        2 * grid._work(mi.config(), "mi")[1]
+    at = sal.sal_spec(p, "em", 0, defense="mixup")
+    assert grid._work(at.config(), "sal") == ("sal/resnet18", grid._work(at.victim().config(), "victim")[1])
