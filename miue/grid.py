@@ -98,16 +98,41 @@ def _describe_error(exc: BaseException) -> tuple[str, str]:
     return "FAILED", f"{name}: {line}"[:300]
 
 
+def job_gpus(cluster: str, device: str, requested: int | None = None, cuda_here: bool | None = None) -> int:
+    """GPUs each job asks for: ``requested`` when given, else 1 where the profile's runs go to a GPU (device
+    ``cuda…``, or ``auto`` on a local machine that has one), else 0.
+
+    It matters: submitit's local executor sets ``CUDA_VISIBLE_DEVICES`` to the GPUs a job asks for, so a job
+    that asks for none trains on the CPU, and a Slurm job that asks for none gets none allocated. On Slurm,
+    ``auto`` cannot know the nodes: pass ``--gpus 1`` there."""
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"--gpus must be 0 or more, got {requested}")
+        return requested
+    if cluster == "inline":
+        return 0  # the grid's own process: every GPU it sees stays visible
+    if str(device).startswith("cuda"):
+        return 1
+    if device == "auto" and cluster == "local":
+        if cuda_here is None:
+            import torch
+            cuda_here = torch.cuda.is_available()
+        return 1 if cuda_here else 0
+    return 0
+
+
 def _executor(cluster: str, folder: Path, threads: int, jobs: int, timeout_min: int, partition: str | None,
-              mem_gb: float | None):
+              mem_gb: float | None, gpus: int = 0):
     import submitit
     if cluster == "local":
         ex_ = submitit.LocalExecutor(folder=str(folder))
-        ex_.update_parameters(timeout_min=timeout_min)
+        ex_.update_parameters(timeout_min=timeout_min, gpus_per_node=gpus)
         return ex_
     ex_ = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
     params = {"timeout_min": timeout_min, "cpus_per_task": threads, "slurm_array_parallelism": jobs,
               "name": "miue-grid"}
+    if gpus:
+        params["gpus_per_node"] = gpus
     if partition:
         params["slurm_partition"] = partition
     if mem_gb:
@@ -120,14 +145,15 @@ def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, f
              jobs: int = 1, threads: int | None = None, device: str = "cpu", timeout_min: int = 24 * 60,
              partition: str | None = None, mem_gb: float | None = None, progress: bool = False,
              on_submit=None, poll_seconds: float = 1.0, log=print, deadline: float | None = None,
-             estimate=None) -> list[Outcome]:
+             estimate=None, gpus: int | None = None) -> list[Outcome]:
     """Compute the missing runs among ``specs`` on ``cluster``; one :class:`Outcome` per dispatched spec.
 
     ``on_submit(jobs)`` is called with each wave's submitit jobs (tests cancel one there). A failed or
     cancelled job's dependents are skipped, not run; the rest of the grid goes on. With ``deadline`` (a
     ``time.time()`` value) a run starts only when ``estimate(spec)`` seconds (default :func:`estimate_seconds`
     on ``store``; a run without an estimate counts as 0) end before it; the others are DEFERRED, and so is
-    every run that depends on one.
+    every run that depends on one. ``gpus``: GPUs per job (default :func:`job_gpus`); local jobs that ask
+    for some take turns over the machine's GPUs.
     """
     if cluster not in CLUSTERS:
         raise ValueError(f"unknown cluster {cluster!r}; choose one of {', '.join(CLUSTERS)}")
@@ -135,6 +161,7 @@ def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, f
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     store = store or RunStore()
     threads = threads or (2 if cluster == "inline" else 1)
+    gpus = job_gpus(cluster, device, gpus)
     folder = Path(folder or store.cache / "grid-jobs")
     outcomes: list[Outcome] = []
     failed: set[str] = set()
@@ -161,7 +188,7 @@ def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, f
             continue
         gate = None if deadline is None else _Gate(deadline, estimate)
         results = _run_wave(ready, cluster, store, folder, jobs, threads, device, timeout_min, partition, mem_gb,
-                            progress, on_submit, poll_seconds, log, gate)
+                            progress, on_submit, poll_seconds, log, gate, gpus)
         for o in results:
             if o.state == "DEFERRED":
                 deferred.add(o.address)
@@ -189,7 +216,7 @@ class _Gate:
 
 
 def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min, partition, mem_gb, progress,
-              on_submit, poll_seconds, log, gate: _Gate | None = None) -> list[Outcome]:
+              on_submit, poll_seconds, log, gate: _Gate | None = None, gpus: int = 0) -> list[Outcome]:
     args = (str(store.root), str(store.cache), threads, device)
     if cluster == "inline":
         out = []
@@ -205,7 +232,7 @@ def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min,
             except Exception as exc:  # noqa: BLE001 — reported, the grid goes on
                 out.append(Outcome(s.address, s.describe(), "FAILED", detail=f"{type(exc).__name__}: {exc}"[:300]))
         return out
-    executor = _executor(cluster, folder, threads, jobs, timeout_min, partition, mem_gb)
+    executor = _executor(cluster, folder, threads, jobs, timeout_min, partition, mem_gb, gpus)
     if cluster == "slurm":  # one array per wave: the deadline is checked when it is submitted
         refused = [o for s in specs if gate and (o := gate.refuse(s))]
         specs = [s for s in specs if s.address not in {o.address for o in refused}]
@@ -218,7 +245,7 @@ def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min,
             on_submit(submitted)
         return refused + _collect_slurm(pairs, poll_seconds, log)
     # local: at most `jobs` subprocesses at a time
-    pending, running, out = list(specs), [], {}
+    pending, running, out, started = list(specs), [], {}, 0
     while pending or running:
         while pending and len(running) < jobs:
             s = pending.pop(0)
@@ -226,6 +253,9 @@ def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min,
             if late:
                 out[s.address] = late
                 continue
+            if gpus:  # local jobs take turns over the machine's GPUs (several jobs may share one)
+                executor.update_parameters(visible_gpus=_gpu_turn(started, gpus))
+                started += 1
             job = executor.submit(run_job, s, *args)
             log(f"started {s.describe()} ({s.address}) as local job {job.job_id}")
             running.append((s, job))
@@ -238,6 +268,15 @@ def _run_wave(specs, cluster, store, folder, jobs, threads, device, timeout_min,
         if running:
             time.sleep(poll_seconds)
     return [out[s.address] for s in specs]
+
+
+def _gpu_turn(k: int, gpus: int, count: int | None = None) -> tuple:
+    """The GPUs the ``k``-th local job sees: ``gpus`` of the machine's ``count``, in turn."""
+    if count is None:
+        import torch
+        count = torch.cuda.device_count()
+    count = max(count, gpus)
+    return tuple((k * gpus + i) % count for i in range(gpus))
 
 
 def _scontrol_state(job_id: str) -> str | None:
@@ -424,7 +463,7 @@ def main(argv=None) -> int:
         epilog="examples:\n"
                "  miue grid 01_at_a_glance --profile cpu --dry-run\n"
                "  miue grid 03_effective_ues_reduce_mi --profile smoke --cluster local --jobs 2\n"
-               "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --jobs 8\n"
+               "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --gpus 1 --jobs 8\n"
                "  miue grid 12_augmentations 14_how_transferable paper_sample_size@full   # one after another\n")
     ap.add_argument("chapters", nargs="+", metavar="CHAPTER",
                     help="a chapter or study, or several run one after another (a failed run does not stop the "
@@ -435,6 +474,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="jobs at a time (local), or the Slurm array's parallelism")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per job (default: 2 inline, 1 otherwise; cpus_per_task on Slurm)")
+    ap.add_argument("--gpus", type=int, default=None,
+                    help="GPUs per job (default: 1 where the profile's device is cuda, or auto on a local machine "
+                         "with a GPU; else 0: a job that asks for none sees none)")
     ap.add_argument("--partition", default=None, help="Slurm partition")
     ap.add_argument("--timeout-min", type=int, default=24 * 60, help="a job's time limit in minutes (default 1440)")
     ap.add_argument("--mem-gb", type=float, default=None, help="memory per Slurm job")
@@ -516,7 +558,7 @@ def _chapter(args, chapter: str, p, store: RunStore, deadline: float | None = No
     return dispatch(specs, cluster=args.cluster, store=store, folder=args.folder, jobs=args.jobs,
                     threads=args.threads, device=p.device, timeout_min=args.timeout_min,
                     partition=args.partition, mem_gb=args.mem_gb,
-                    progress=not args.no_progress and args.cluster == "inline", deadline=deadline)
+                    progress=not args.no_progress and args.cluster == "inline", deadline=deadline, gpus=args.gpus)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
 #   scripts/gpu_lease.sh SECONDS CHAPTER[@PROFILE] ...
 #
 # Runs every CHAPTER's grid at once (one `miue grid --cluster local` per chapter, JOBS processes each, all on
-# the one GPU), stops them SECONDS - 150 s after the start, packs the records written meanwhile into
-# $OUT/records.tgz, then runs `miue.bench` on the idle GPU (records.tgz (records.tgz: unpack it in the repository's root, then commit
-# data/runs) with the logs and the bench's JSON beside it. A run stopped mid-way leaves no record: it is
+# the one GPU), stops them SECONDS - 150 s after the start (BENCH=0: SECONDS - 20 s), packs the records
+# written meanwhile into $OUT/records.tgz (unpack it in the repository's root, then commit data/runs), then
+# runs `miue.bench` on the idle GPU, its JSON and the logs beside the records. A run stopped mid-way leaves no record: it is
 # computed again by the next grid call, on whatever machine. Written for the workplace's lent machine (no
 # .git there: MIUE_GIT_COMMIT names the commit in the records' provenance; submitit travels as a wheel).
 set -u
@@ -39,22 +39,24 @@ print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_d
 miue.data.load("fashion-mnist", "test")
 EOF
 
-STOP=$((T0 + BUDGET - 150))
+BENCH=${BENCH:-1}  # BENCH=0: no bench, the grids run to SECONDS - 20 s
+STOP=$((T0 + BUDGET - (BENCH == 1 ? 150 : 20)))
 mkdir -p /tmp/lease_logs
 pids=()
 for c in "$@"; do
     name=${c//@/_}
     ( timeout $((STOP - $(date +%s))) $PY -m miue.grid "$c" --cluster local --jobs "$JOBS" --threads 1 \
-          --no-progress > "/tmp/lease_logs/$name.log" 2>&1
+          --gpus 1 --folder /tmp/lease_jobs --no-progress > "/tmp/lease_logs/$name.log" 2>&1
       echo "exit $?" >> "/tmp/lease_logs/$name.log" ) &
     pids+=($!)
 done
 wait "${pids[@]}"
-pkill -f submitit 2>/dev/null; pkill -f "miue.grid" 2>/dev/null; sleep 2
+pkill -f /tmp/lease_jobs 2>/dev/null; sleep 2  # this lease's local jobs (timeout ended their grids)
 kill $PACKER 2>/dev/null; wait $PACKER 2>/dev/null
 pack
 grep -h -v "it/s\|s/it" /tmp/lease_logs/*.log | tail -n 300 > "$OUT/grids.log"
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv > "$OUT/nvidia-smi.txt" 2>&1
+[ "$BENCH" = 1 ] || exit 0
 
 bench() { timeout 40 $PY -m miue.bench --device cuda --model resnet18 "$@"; }
 {

@@ -190,3 +190,24 @@ def test_every_kind_the_defense_chapter_lists_has_a_unit_of_work_to_estimate_fro
         2 * grid._work(mi.config(), "mi")[1]
     at = sal.sal_spec(p, "em", 0, defense="mixup")
     assert grid._work(at.config(), "sal") == ("sal/resnet18", grid._work(at.victim().config(), "victim")[1])
+
+
+def test_local_jobs_see_a_gpu_only_when_they_ask_for_one_and_take_turns_over_the_gpus(tmp_path):
+    # submitit's local executor sets CUDA_VISIBLE_DEVICES from gpus_per_node: a job that asks for none sees
+    # none and trains on the CPU (a lent H200 ran a whole lease of local jobs on its CPUs that way)
+    assert grid.job_gpus("local", "auto", cuda_here=True) == 1
+    assert grid.job_gpus("local", "auto", cuda_here=False) == 0
+    assert grid.job_gpus("slurm", "cuda") == 1 and grid.job_gpus("local", "cuda:0") == 1
+    assert grid.job_gpus("slurm", "auto") == 0 and grid.job_gpus("inline", "cuda") == 0
+    assert grid.job_gpus("slurm", "auto", requested=2) == 2
+    with pytest.raises(ValueError, match="--gpus"):
+        grid.job_gpus("local", "auto", requested=-1)
+    assert [grid._gpu_turn(k, 1, count=2) for k in range(3)] == [(0,), (1,), (0,)]
+    assert grid._gpu_turn(1, 2, count=4) == (2, 3)
+    seen = {}
+    for gpus in (0, 1):
+        executor = grid._executor("local", tmp_path / f"jobs{gpus}", 1, 1, 5, None, None, gpus=gpus)
+        if gpus:
+            executor.update_parameters(visible_gpus=grid._gpu_turn(0, gpus, count=1))
+        seen[gpus] = executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result()
+    assert seen == {0: "", 1: "0"}
