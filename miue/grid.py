@@ -390,15 +390,22 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
 
 def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
     """(seconds, how) for ``spec``: its recorded compute time (:func:`miue.runs.compute_seconds`), or an estimate from the records of the same kind
-    and method in ``store`` scaled by images × epochs × width² × pixels (None when there is nothing to scale)."""
+    and method in ``store`` scaled by images × epochs × width² × pixels (None when there is nothing to scale).
+
+    A run recorded on another device (a lent GPU) is estimated as if missing, so that the seconds are always
+    the recording device's (2 CPU cores); ``how`` then starts with "recorded" too."""
     rec = store.get(kind_of(spec), spec.config())
+    elsewhere = None
     if rec is not None:
-        return compute_seconds(rec), "recorded"
+        device = rec["provenance"].get("device", "cpu")
+        if device == "cpu":
+            return compute_seconds(rec), "recorded"
+        elsewhere = f"recorded on {device} in {compute_seconds(rec):.0f} s"
     if spec.config().get("after_epoch"):  # read from its run's cache; the run itself is listed on its own
         return 0.0, "a snapshot of its run"
     w = _work(spec.config(), kind_of(spec))
     if w is None:
-        return None, "no estimate"
+        return (None, elsewhere) if elsewhere else (None, "no estimate")
     rates = _rates if _rates is not None else {}
     if w[0] not in rates:
         per_unit = []
@@ -410,9 +417,9 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
                 per_unit.append(compute_seconds(r) / rw[1])
         rates[w[0]] = (statistics.median(per_unit), len(per_unit)) if per_unit else None
     if rates[w[0]] is None:
-        return None, "no estimate"
+        return (None, elsewhere) if elsewhere else (None, "no estimate")
     rate, k = rates[w[0]]
-    return rate * w[1], f"estimated from {k} records"
+    return rate * w[1], (f"{elsewhere}; " if elsewhere else "") + f"estimated from {k} records"
 
 
 def chapter_estimates(p, store: RunStore | None = None):
@@ -427,7 +434,7 @@ def chapter_estimates(p, store: RunStore | None = None):
         hours, new_h, unknown = 0.0, 0.0, 0
         for s in specs:
             sec, how = estimate_seconds(s, store, rates)
-            have += how == "recorded"
+            have += how.startswith("recorded")
             if sec is None:
                 unknown += 1
                 continue
@@ -535,7 +542,7 @@ def _chapter(args, chapter: str, p, store: RunStore, deadline: float | None = No
     unknown = 0
     for s in specs:
         sec, how = estimate_seconds(s, store, rates)
-        recorded = how == "recorded"
+        recorded = how.startswith("recorded")
         if not recorded:
             if sec is None:
                 unknown += 1
@@ -543,7 +550,7 @@ def _chapter(args, chapter: str, p, store: RunStore, deadline: float | None = No
                 total_missing += sec
         cost = "?" if sec is None else f"{sec / 60:.1f} min"
         print(f"{s.address:<28} {'recorded' if recorded else 'missing':>8}  {cost:>10}  "
-              f"{'' if recorded else how + '  '}{s.describe()}")
+              f"{'' if how == 'recorded' else how + '  '}{s.describe()}")
     missing = missing_specs(specs, store)
     scale = args.throughput or 1.0
     print(f"{len(specs)} runs, {len(missing)} missing; estimated {total_missing / 3600 / scale:.2f} hours "

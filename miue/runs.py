@@ -119,8 +119,8 @@ def provenance(device: str | None = None) -> dict:
                                     text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
-    if commit is None and os.environ.get("MIUE_GIT_COMMIT"):  # a copy without .git (a lent GPU machine)
-        commit, dirty = os.environ["MIUE_GIT_COMMIT"], None
+    if os.environ.get("MIUE_GIT_COMMIT"):  # the caller knows better: a copy of a working tree (a lent GPU
+        commit, dirty = os.environ["MIUE_GIT_COMMIT"], None  # machine) whose .git, if any, is not its commit
     import numpy
     import torch
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}

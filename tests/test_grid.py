@@ -211,3 +211,24 @@ def test_local_jobs_see_a_gpu_only_when_they_ask_for_one_and_take_turns_over_the
             executor.update_parameters(visible_gpus=grid._gpu_turn(0, gpus, count=1))
         seen[gpus] = executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result()
     assert seen == {0: "", 1: "0"}
+
+
+def test_a_run_recorded_on_a_gpu_counts_as_recorded_and_its_cost_is_estimated_for_the_cpu(tmp_path):
+    # the Reproduce page's recompute times are on 2 CPU cores: a GPU's wall time must not stand in for them
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    on_cpu, on_gpu = ex.victim_spec(p, "clean", 0), ex.victim_spec(p, "clean", 1)
+
+    def busy(ctx):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.3:
+            pass
+        return {"metrics": {"test_acc": 0.5}}
+    store.get_or_compute(on_cpu.kind, on_cpu.config(), busy, device="cpu")
+    store.get_or_compute(on_gpu.kind, on_gpu.config(), lambda ctx: {"metrics": {"test_acc": 0.5}}, device="cuda")
+    cpu_s, cpu_how = grid.estimate_seconds(on_cpu, store)
+    gpu_s, gpu_how = grid.estimate_seconds(on_gpu, store)
+    assert cpu_how == "recorded" and cpu_s > 0.05
+    assert gpu_how.startswith("recorded on cuda") and "estimated from 1 records" in gpu_how
+    assert gpu_s == pytest.approx(cpu_s, rel=1e-6)  # same work at the CPU record's rate, not the GPU's ~0 s
+    assert grid.missing_specs([on_cpu, on_gpu], store) == []
