@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,7 @@ from .attacks.miue import MIUE
 from .data import Augmentation, ImageDataset
 from .estimators import class_conditional_mi
 from .models import create_model
+from .runs import provenance
 from .train import Recipe, prepare, resolve_device, sgd, train_steps
 
 
@@ -66,6 +68,26 @@ def bench_mi(n_per_class=1000, dim=512, classes=10, slices=2000, bins=100, estim
     return time.perf_counter() - t0
 
 
+BENCH_DIR = Path(__file__).resolve().parent.parent / "data" / "bench"
+
+
+def recorded(folder: str | Path | None = None):
+    """The committed bench results (``data/bench/*.json``: ``machine``, ``measured``, ``results`` = this
+    module's JSON lines), one row per measurement."""
+    import pandas as pd
+    rows = []
+    for f in sorted(Path(folder or BENCH_DIR).glob("*.json")):
+        b = json.loads(f.read_text())
+        for r in b["results"]:
+            rows.append({"machine": b["machine"], "width": r["width"], "input": "×".join(map(str, r["shape"])),
+                         "batch": r["batch"], "torch.compile": "yes" if r.get("compiled") else "no",
+                         "training (img/s)": r.get("train_img_per_s"),
+                         "MI-UE generation (img/s)": r.get("miue_gen_img_per_s"), "torch": r["torch"],
+                         "measured": b["measured"]})
+    return pd.DataFrame(rows, columns=["machine", "width", "input", "batch", "torch.compile", "training (img/s)",
+                                       "MI-UE generation (img/s)", "torch", "measured"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18")
@@ -83,7 +105,9 @@ def main(argv=None):
     device = resolve_device(args.device)
     skip = set(filter(None, args.skip.split(",")))
     out = {"model": args.model, "width": args.width, "shape": list(shape), "batch": args.batch,
-           "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+           "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "compiled": bool(args.compile), "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+           "git_commit": provenance(str(device))["git_commit"]}
     if device.type == "cuda":
         out["device_name"] = torch.cuda.get_device_name()
     if "train" not in skip:

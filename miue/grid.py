@@ -422,6 +422,42 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     return rate * w[1], (f"{elsewhere}; " if elsewhere else "") + f"estimated from {k} records"
 
 
+def runs_elsewhere(store: RunStore | None = None):
+    """The records computed on a device other than the CPU (a lent GPU): one row per kind and device with the
+    runs, their wall time there, and the same runs' estimated time on the recording CPU (images × epochs ×
+    width² × pixels at the median rate of its CPU records; the speed-up is the ratio)."""
+    import pandas as pd
+    store = store or RunStore()
+    rates: dict = {}
+    rows: dict = {}
+    for kind in sorted(p.name for p in store.root.iterdir() if p.is_dir()) if store.root.is_dir() else []:
+        for r in store.records(kind):
+            device = str(r["provenance"].get("device", "cpu"))
+            if device == "cpu":
+                continue
+            w = _work(r["config"], kind)
+            cpu = None
+            if w is not None:
+                if w[0] not in rates:
+                    per_unit = [compute_seconds(q) / qw[1] for q in store.records(w[0].split("/")[0])
+                                if not q["config"].get("after_epoch") and q["provenance"].get("device", "cpu") == "cpu"
+                                and (qw := _work(q["config"], q["kind"])) and qw[0] == w[0] and qw[1] > 0]
+                    rates[w[0]] = statistics.median(per_unit) if per_unit else None
+                cpu = None if rates[w[0]] is None else rates[w[0]] * w[1]
+            key = (kind, r["provenance"].get("device_name") or device)
+            row = rows.setdefault(key, {"kind": kind, "device": key[1], "runs": 0, "wall there (min)": 0.0,
+                                        "estimated on 2 CPU cores (min)": 0.0, "_cpu_known": 0.0})
+            row["runs"] += 1
+            row["wall there (min)"] += r["provenance"]["wall_time_s"] / 60
+            if cpu is not None:
+                row["estimated on 2 CPU cores (min)"] += cpu / 60
+                row["_cpu_known"] += r["provenance"]["wall_time_s"] / 60
+    out = pd.DataFrame(list(rows.values()), columns=["kind", "device", "runs", "wall there (min)",
+                                                     "estimated on 2 CPU cores (min)", "_cpu_known"])
+    out["speed-up"] = out["estimated on 2 CPU cores (min)"] / out["_cpu_known"].where(out["_cpu_known"] > 0)
+    return out.drop(columns="_cpu_known").round(1).set_index(["kind", "device"])
+
+
 def chapter_estimates(p, store: RunStore | None = None):
     """Per chapter at profile ``p``: runs listed, recorded, and hours (recorded + estimated for the missing
     ones, on the recording device), with the count of runs nothing could be scaled from."""
