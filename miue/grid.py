@@ -10,7 +10,9 @@ before the MI estimates of their features):
 
 Every job opens the same run store, so jobs that race for one run (two grids over one store, two victims of
 one missing poison) wait on its lock, and each run is computed once; an interrupted job resumes from its last
-checkpoint when the grid is run again. ``--dry-run`` prints each spec with its recorded or estimated cost.
+checkpoint when the grid is run again. ``--dry-run`` prints each spec with its recorded or estimated cost
+(a missing run's estimate adds regenerating the recorded inputs it reads that the cache lacks: after a fresh
+clone, or records made on another machine, a victim whose poison is recorded still waits for the poison).
 ``--within MIN`` starts a run only while its estimate still fits in the MIN minutes from the grid's start
 (the rest are DEFERRED, with their dependents, for the next call): a machine lent for a fixed time ends
 between runs instead of in the middle of one.
@@ -169,8 +171,9 @@ def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, f
     if deadline is not None and estimate is None:
         rates: dict = {}
 
-        def estimate(spec):
-            return estimate_seconds(spec, store, rates)[0]
+        def estimate(spec):  # its own cost, and regenerating the cached inputs it reads that are missing
+            own = estimate_seconds(spec, store, rates)[0]
+            return None if own is None else own + regeneration_seconds(spec, store, rates)
     for wave in waves(specs, store):
         ready = []
         for s in wave:
@@ -422,6 +425,29 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     return rate * w[1], (f"{elsewhere}; " if elsewhere else "") + f"estimated from {k} records"
 
 
+def _artifacts_missing(kind: str, record: dict, store: RunStore) -> bool:
+    names = record.get("artifacts") or {}
+    return bool(names) and not all(store.artifact_path(kind, record["hash"], n).is_file() for n in names)
+
+
+def regeneration_seconds(spec, store: RunStore, _rates: dict | None = None, _seen: set | None = None) -> float:
+    """Seconds to regenerate what ``spec`` reads but the cache lacks: every dependency (recursively) that has
+    a record but not its artifacts (a fresh clone, a lost cache, a run made on another machine), at its cost
+    on the recording CPU (:func:`estimate_seconds`). A dependency without a record is a run of its own.
+    ``_seen`` (shared across a chapter) counts each dependency once."""
+    seen = set() if _seen is None else _seen
+    rates = _rates if _rates is not None else {}
+    total = 0.0
+    for d in spec.dependencies():
+        if d.address in seen:
+            continue
+        seen.add(d.address)
+        rec = store.get(kind_of(d), d.config())
+        if rec is not None and _artifacts_missing(kind_of(d), rec, store):
+            total += (estimate_seconds(d, store, rates)[0] or 0.0) + regeneration_seconds(d, store, rates, seen)
+    return total
+
+
 def runs_elsewhere(store: RunStore | None = None):
     """The records computed on a device other than the CPU (a lent GPU): one row per kind and device with the
     runs, their wall time there, and the same runs' estimated time on the recording CPU (images × epochs ×
@@ -576,14 +602,18 @@ def _chapter(args, chapter: str, p, store: RunStore, deadline: float | None = No
     rates: dict = {}
     total_missing = 0.0
     unknown = 0
+    seen: set = set()
     for s in specs:
         sec, how = estimate_seconds(s, store, rates)
         recorded = how.startswith("recorded")
         if not recorded:
+            regen = regeneration_seconds(s, store, rates, seen)
+            if regen:
+                how += f", +{regen / 60:.1f} min to regenerate the cached inputs it reads"
             if sec is None:
                 unknown += 1
             else:
-                total_missing += sec
+                total_missing += sec + regen
         cost = "?" if sec is None else f"{sec / 60:.1f} min"
         print(f"{s.address:<28} {'recorded' if recorded else 'missing':>8}  {cost:>10}  "
               f"{'' if how == 'recorded' else how + '  '}{s.describe()}")

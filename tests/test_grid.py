@@ -232,3 +232,28 @@ def test_a_run_recorded_on_a_gpu_counts_as_recorded_and_its_cost_is_estimated_fo
     assert gpu_how.startswith("recorded on cuda") and "estimated from 1 records" in gpu_how
     assert gpu_s == pytest.approx(cpu_s, rel=1e-6)  # same work at the CPU record's rate, not the GPU's ~0 s
     assert grid.missing_specs([on_cpu, on_gpu], store) == []
+
+
+def test_a_missing_run_is_estimated_with_regenerating_the_cached_inputs_it_reads(tmp_path):
+    # every session here starts without the cache: a victim whose poison is recorded but not cached costs
+    # the poison's regeneration too, and --within must know it
+    from miue.runs import file_sha256
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    poison, victim = ex.poison_spec(p, "em"), ex.victim_spec(p, "em", 0)
+
+    def make_poison(ctx):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.3:
+            pass
+        f = ctx.artifacts / ex.POISON_FILE
+        f.write_bytes(b"delta")
+        return {"metrics": {"linf": 0.03}, "artifacts": {ex.POISON_FILE: file_sha256(f)}}
+    rec = store.get_or_compute(poison.kind, poison.config(), make_poison, device="cpu")
+    poison_s = grid.estimate_seconds(poison, store)[0]
+    assert grid.regeneration_seconds(victim, store) == 0.0  # cached: nothing to regenerate
+    store.artifact_path(poison.kind, rec["hash"], ex.POISON_FILE).unlink()
+    assert grid.regeneration_seconds(victim, store) == pytest.approx(poison_s)
+    seen: set = set()
+    assert grid.regeneration_seconds(victim, store, _seen=seen) > 0
+    assert grid.regeneration_seconds(ex.victim_spec(p, "em", 1), store, _seen=seen) == 0.0  # counted once
