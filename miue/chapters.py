@@ -465,7 +465,7 @@ PAGES = [*CHAPTERS, "08_at_the_paper_sample_size"]
 
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
-STUDIES = {"12_augmentations": _augmentations, "05_sal_under_defenses": _sal_defenses,
+STUDIES = {"12_augmentations_and_purifications": _augmentations, "05_sal_under_defenses": _sal_defenses,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 

@@ -533,7 +533,7 @@ def main(argv=None) -> int:
                "  miue grid 01_at_a_glance --profile cpu --dry-run\n"
                "  miue grid 03_effective_ues_reduce_mi --profile smoke --cluster local --jobs 2\n"
                "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --gpus 1 --jobs 8\n"
-               "  miue grid 12_augmentations 14_how_transferable paper_sample_size@full   # one after another\n")
+               "  miue grid 12_augmentations_and_purifications 14_how_transferable paper_sample_size@full   # one after another\n")
     ap.add_argument("chapters", nargs="+", metavar="CHAPTER",
                     help="a chapter or study, or several run one after another (a failed run does not stop the "
                          "next chapter); CHAPTER@PROFILE runs that one at another profile: "

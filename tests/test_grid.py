@@ -180,7 +180,7 @@ def test_every_kind_the_defense_chapter_lists_has_a_unit_of_work_to_estimate_fro
     from miue import sal
     p = profile("cpu")
     kinds = {}
-    for s in chapter_specs("12_augmentations", p) + chapter_specs("05_sal_under_defenses", p):
+    for s in chapter_specs("12_augmentations_and_purifications", p) + chapter_specs("05_sal_under_defenses", p):
         w = grid._work(s.config(), s.kind)
         assert w is not None and w[1] > 0, s.describe()
         kinds.setdefault(s.kind, set()).add(w[0].split("/")[0])
