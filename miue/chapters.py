@@ -454,6 +454,7 @@ CHAPTERS = {
     "06_theorems_on_examples": lambda p: [],
     "07_notes_on_the_papers": lambda p: [],
     "11_adversarial_training": _adversarial_training,
+    "12_augmentations_and_purifications": _augmentations,
     "13_what_makes_miue_work": _ablations,
     "14_how_transferable": _transfer,
     "protect": _protect,
@@ -465,7 +466,7 @@ PAGES = [*CHAPTERS, "08_at_the_paper_sample_size"]
 
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
-STUDIES = {"12_augmentations_and_purifications": _augmentations, "05_sal_under_defenses": _sal_defenses,
+STUDIES = {"05_sal_under_defenses": _sal_defenses,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve}
 

@@ -27,6 +27,7 @@ CHAPTERS = {"book/01_at_a_glance.html": {"tables": 2, "images": 2}, "book/reprod
             "book/06_theorems_on_examples.html": {"tables": 2, "images": 4},
             "book/07_notes_on_the_papers.html": {"tables": 5, "images": 2},
             "book/11_adversarial_training.html": {"tables": 1, "images": 1},
+            "book/12_augmentations_and_purifications.html": {"tables": 7, "images": 1},
             "book/13_what_makes_miue_work.html": {"tables": 10, "images": 2},
             "book/14_how_transferable.html": {"tables": 3, "images": 1}}
 # theme noise, and resource failures (checked below per request: local ones fail the check, external ones
