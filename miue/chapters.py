@@ -511,3 +511,18 @@ def cost_table(p: Profile, store: RunStore | None = None):
                      "new to this chapter (CPU-hours)": round(new_seconds / 3600, 2),
                      "recorded on": "; ".join(sorted(devices))})
     return pd.DataFrame(rows).set_index("chapter")
+
+
+def cost_without_inputs_kept_apart(p: Profile, store: RunStore | None = None) -> tuple[int, float]:
+    """``(runs, seconds)`` of the book's recorded runs at profile ``p`` (each counted once) whose record predates
+    keeping apart the time spent computing inputs inside a run: where such a run regenerated an input (a poison
+    or a victim whose artifacts a lost cache lacked), its compute time counts that input a second time."""
+    store = store or RunStore()
+    runs, seconds = 0, 0.0
+    for _, specs, new in chapter_runs(p):
+        for s in specs:
+            rec = store.get(kind_of(s), s.config()) if s.address in new else None
+            if rec is not None and "inputs_cpu_time_s" not in rec["provenance"]:
+                runs += 1
+                seconds += compute_seconds(rec)
+    return runs, seconds

@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -148,13 +149,19 @@ def provenance(device: str | None = None) -> dict:
 
 
 def compute_seconds(record: dict) -> float:
-    """A record's compute time on its machine: on a CPU where recorded, the CPU time of its compute divided by
-    its threads (what the run takes with the CPU to itself); otherwise its wall time, which also counts the
-    time spent waiting for a shared or paused CPU."""
+    """A record's own compute time on its machine: on a CPU where recorded, the CPU time of its compute divided
+    by its threads (what the run takes with the CPU to itself); otherwise its wall time, which also counts the
+    time spent waiting for a shared or paused CPU. Time spent inside the run computing its inputs (other runs,
+    or a recorded input's artifacts regenerated for a lost cache) is left out where the record says it
+    (``inputs_cpu_time_s``, ``inputs_wall_time_s``): those inputs count once, in their own records."""
     pv = record["provenance"]
     if pv.get("cpu_time_s") and pv.get("torch_threads") and str(pv.get("device", "cpu")).startswith("cpu"):
-        return pv["cpu_time_s"] / pv["torch_threads"]
-    return pv["wall_time_s"]
+        return max(pv["cpu_time_s"] - (pv.get("inputs_cpu_time_s") or 0.0), 0.0) / pv["torch_threads"]
+    return max(pv["wall_time_s"] - (pv.get("inputs_wall_time_s") or 0.0), 0.0)
+
+
+# the run whose compute function is executing in this thread (inputs computed inside it charge their time to it)
+_ACTIVE_RUN: ContextVar["RunContext | None"] = ContextVar("miue_active_run", default=None)
 
 
 # ---------------------------------------------------------------------------------------------- locks
@@ -350,6 +357,8 @@ class RunContext:
     prior_cpu_seconds: float = 0.0  # CPU time (all threads) of earlier attempts
     cpu_started: float = field(default_factory=time.process_time)
     cpu_complete: bool = True  # False when an earlier attempt's CPU time was not kept (its record says None)
+    inputs_seconds: float = 0.0  # wall time spent inside this run computing its inputs (other runs), across resumes
+    inputs_cpu_seconds: float = 0.0  # their CPU time (all threads)
 
     def checkpoint(self, name: str = "checkpoint") -> Checkpoint:
         return Checkpoint(self.artifacts / f"{name}.safetensors")
@@ -364,9 +373,18 @@ class RunContext:
         return self.prior_cpu_seconds + time.process_time() - self.cpu_started
 
     def _times(self) -> dict:
+        inputs = {"inputs_seconds": self.inputs_seconds, "inputs_cpu_seconds": self.inputs_cpu_seconds}
         if not self.cpu_complete:  # never pass a partial CPU time off as the whole run's to a later resume
-            return {"seconds": self.elapsed()}
-        return {"seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed()}
+            return {"seconds": self.elapsed(), **inputs}
+        return {"seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed(), **inputs}
+
+    def charge_inputs(self, inner: "RunContext", wall: float | None = None, cpu: float | None = None) -> None:
+        """Count the time ``inner`` (an input computed inside this run) spent in this attempt (up to its
+        ``elapsed()`` ``wall`` and ``cpu_elapsed()`` ``cpu``, or now) as time this run spent on its inputs."""
+        wall = inner.elapsed() if wall is None else wall
+        cpu = inner.cpu_elapsed() if cpu is None else cpu
+        self.inputs_seconds += wall - inner.prior_seconds
+        self.inputs_cpu_seconds += cpu - inner.prior_cpu_seconds
 
     def save_artifact(self, name: str, tensors: dict, meta: dict | None = None) -> str:
         """Write a safetensors artifact and record its SHA-256 in the cache manifest; returns the hash."""
@@ -578,7 +596,8 @@ class RunStore:
                 times = json.loads(elapsed_path.read_text())
             except (OSError, ValueError):
                 times = {}
-            for key, attr in (("seconds", "prior_seconds"), ("cpu_seconds", "prior_cpu_seconds")):
+            for key, attr in (("seconds", "prior_seconds"), ("cpu_seconds", "prior_cpu_seconds"),
+                              ("inputs_seconds", "inputs_seconds"), ("inputs_cpu_seconds", "inputs_cpu_seconds")):
                 try:
                     prior = float(times[key])
                     setattr(ctx, attr, prior if math.isfinite(prior) and prior >= 0 else 0.0)
@@ -600,9 +619,13 @@ class RunStore:
             tracker = threading.Thread(target=track, daemon=True)
             tracker.start()
             started = datetime.now(timezone.utc)
+            parent, token = _ACTIVE_RUN.get(), _ACTIVE_RUN.set(ctx)
             try:
                 result = compute(ctx)
             except BaseException:
+                _ACTIVE_RUN.reset(token)
+                if parent is not None:
+                    parent.charge_inputs(ctx)
                 stop.set()
                 tracker.join(10)  # no late beat may overwrite the final value
                 try:
@@ -610,9 +633,12 @@ class RunStore:
                 except OSError:
                     pass
                 raise
+            wall, cpu = ctx.elapsed(), ctx.cpu_elapsed()
+            _ACTIVE_RUN.reset(token)
+            if parent is not None:
+                parent.charge_inputs(ctx, wall, cpu)
             stop.set()
             tracker.join(10)
-            wall, cpu = ctx.elapsed(), ctx.cpu_elapsed()
             if not isinstance(result, dict):
                 raise TypeError(f"run {kind}/{h}: compute must return a dict with 'metrics', got "
                                 f"{type(result).__name__}; no record was written")
@@ -637,6 +663,8 @@ class RunStore:
                                      "started": started.isoformat(timespec="seconds"),
                                      "wall_time_s": round(wall, 3),
                                      "cpu_time_s": round(cpu, 3) if ctx.cpu_complete else None,
+                                     "inputs_wall_time_s": round(ctx.inputs_seconds, 3),
+                                     "inputs_cpu_time_s": round(ctx.inputs_cpu_seconds, 3),
                                      "resumed_after_s": round(ctx.prior_seconds, 3)}}
             if result.get("artifacts"):
                 record["artifacts"] = result["artifacts"]

@@ -363,6 +363,71 @@ def test_cpu_time_counts_work_not_waiting_and_survives_a_resume(store):
     assert compute_seconds({"provenance": {k: v for k, v in pv.items() if k != "cpu_time_s"}}) == pv["wall_time_s"]
 
 
+def test_inputs_computed_inside_a_run_count_in_their_own_record_only(store):
+    """A run that computes a missing input (another run, or a recorded input's artifacts regenerated for a lost
+    cache) records the time that took as its inputs' time, and its compute time leaves it out, so the Reproduce
+    page and the grid's estimates count each run once."""
+    from miue.runs import compute_seconds
+
+    def busy(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    def child(ctx):
+        busy(0.4)
+        return {"metrics": {"x": 1.0}}
+
+    def parent(ctx):
+        busy(0.1)
+        store.get_or_compute("input", {"seed": 0}, child)
+        return {"metrics": {"y": 1.0}}
+
+    par = store.get_or_compute("toy", {"seed": 5}, parent)["provenance"]
+    kid = store.get("input", {"seed": 0})["provenance"]
+    assert kid["inputs_cpu_time_s"] == 0.0 and kid["cpu_time_s"] >= 0.4
+    assert par["inputs_cpu_time_s"] >= kid["cpu_time_s"] and par["inputs_wall_time_s"] >= kid["wall_time_s"]
+    own = compute_seconds({"provenance": dict(par, device="cpu", torch_threads=1)})
+    assert own == pytest.approx(par["cpu_time_s"] - par["inputs_cpu_time_s"])
+    assert 0.1 <= own <= par["cpu_time_s"] - kid["cpu_time_s"]
+    assert compute_seconds({"provenance": dict(par, device="cuda")}) == pytest.approx(
+        par["wall_time_s"] - par["inputs_wall_time_s"])
+
+    # a regenerated input (record kept, artifacts recomputed with write=False) and a failed one are charged too
+    def parent2(ctx):
+        store.get_or_compute("input", {"seed": 0}, child, force=True, write=False)
+        with pytest.raises(ZeroDivisionError):
+            store.get_or_compute("input", {"seed": 1}, lambda c: (busy(0.2), 1 / 0))
+        return {"metrics": {"y": 2.0}}
+
+    par2 = store.get_or_compute("toy", {"seed": 6}, parent2)["provenance"]
+    assert par2["inputs_cpu_time_s"] >= 0.6  # the regenerated input's 0.4 s and the failed one's 0.2 s
+
+
+def test_the_reproduce_page_counts_records_that_predate_keeping_inputs_apart(store, monkeypatch):
+    """Records without ``inputs_cpu_time_s`` (made before a run's inputs were kept apart) are counted, once
+    each, as the part of the recompute time that may include a regenerated input twice."""
+    import miue.chapters as ch
+    from miue.runs import compute_seconds
+    new = store.get_or_compute("toy", {"seed": 7}, lambda ctx: {"metrics": {"x": 1.0}})
+    cfg = {"seed": 8}
+    old = store.get_or_compute("toy", cfg, lambda ctx: {"metrics": {"x": 2.0}})
+    path = store.record_path("toy", old["hash"])
+    rec = json.loads(path.read_text())
+    for key in ("inputs_cpu_time_s", "inputs_wall_time_s", "checksum"):
+        rec.get("provenance", {}).pop(key, None)
+        rec.pop(key, None) if key == "checksum" else None
+    from miue.runs import _checksum
+    rec["checksum"] = _checksum(rec)
+    path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+    specs = [ch.StoredSpec("toy", json.dumps(c, sort_keys=True)) for c in ({"seed": 7}, cfg)]
+    monkeypatch.setattr(ch, "chapter_runs", lambda p: iter([("a", specs, {s.address for s in specs}),
+                                                             ("b", specs, set())]))
+    runs, seconds = ch.cost_without_inputs_kept_apart(None, store)
+    assert runs == 1 and seconds == pytest.approx(compute_seconds(store.get("toy", cfg)))
+    assert "inputs_cpu_time_s" in new["provenance"]
+
+
 def test_a_resume_whose_earlier_cpu_time_was_not_kept_records_it_as_unknown(store):
     """A progress file with wall time only (written before CPU time was kept): the record's CPU time is None,
     not the last attempt's alone, and its compute time falls back to the wall time."""
