@@ -104,6 +104,10 @@ def _spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def _over(seeds) -> str:
+    return f"mean over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
 def _get(store: RunStore, spec):
     return store.get(spec.kind, spec.config())
 
@@ -154,7 +158,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
             "holds" if rho >= 0.5 else "fails", "tracks", "03_effective_ues_reduce_mi")
         low = min(ues, key=acc.get)
         add("MI-UE gives the lowest test accuracy of all UEs", "MI-UE Table 2", "9.95% (CIFAR-10, ResNet-18)",
-            "; ".join(f"{ex.ATTACKS[u].label} {acc[u]:.1f}%" for u in ues) + f" (mean over {len(p.seeds)} seeds)",
+            "; ".join(f"{ex.ATTACKS[u].label} {acc[u]:.1f}%" for u in ues) + f" ({_over(p.seeds)})",
             "holds" if low in ("miue", "miue-code") else "fails", "lowest", "01_at_a_glance")
     else:
         for claim, src, paper, rule, ch in [
@@ -201,7 +205,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
         add("UEs shrink the intra-class covariance of poisoned features, MI-UE most", "MI-UE Thm. 5.1, Fig. 3",
             "all UEs below clean, MI-UE lowest",
             f"clean {cov['clean']:.1f}; " + "; ".join(f"{ex.ATTACKS[u].label} {cov[u]:.1f}" for u in ues_c)
-            + f" (½E log det Σ_Y, mean over {len(p.seeds)} seeds)", "holds" if ok else "fails", "covariance",
+            + f" (½E log det Σ_Y, {_over(p.seeds)})", "holds" if ok else "fails", "covariance",
             "03_effective_ues_reduce_mi")
     else:
         add("UEs shrink the intra-class covariance of poisoned features, MI-UE most", "MI-UE Thm. 5.1, Fig. 3",
@@ -375,6 +379,25 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     else:
         add(*speed_claim, "not run at this profile", "not tested here", "speed", "09_how_strong")
     return pd.DataFrame(rows)
+
+
+SCALE_RULES = ("reduce", "tracks", "lowest")
+
+
+def claims_by_profile(profiles: dict, store: RunStore | None = None, rules=SCALE_RULES) -> pd.DataFrame:
+    """The claims of ``rules`` (keys of :data:`RULES`) side by side at several profiles: one row per claim,
+    one column per entry of ``profiles`` (label → :class:`Profile`), each cell "verdict: ours" as
+    :func:`claims_table` computes it from the records (so the same rule decides at every size)."""
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown rule {unknown[0]!r}; choose from {', '.join(RULES)}")
+    store = store or RunStore()
+    cols = {}
+    for label, p in profiles.items():
+        t = claims_table(p, store)
+        t = t[t["rule"].isin([RULES[r] for r in rules])].set_index("claim")
+        cols[label] = t["verdict"] + ": " + t[f"ours ({p.name})"]
+    return pd.DataFrame(cols)
 
 
 def defenders_best(acc: dict) -> tuple[dict, list, dict]:

@@ -294,6 +294,18 @@ def test_the_claims_page_computes_a_verdict_for_every_claim_with_records():
     assert set(smoke["verdict"]) == {"not tested here"}
 
 
+def test_claims_by_profile_puts_each_profiles_verdicts_side_by_side():
+    from miue import claims
+    t = claims.claims_by_profile({"4,000": profile("cpu"), "smoke": profile("smoke")})
+    assert list(t.columns) == ["4,000", "smoke"] and len(t) == len(claims.SCALE_RULES)
+    assert all(v.split(":")[0] in ("holds", "fails") for v in t["4,000"])  # committed cpu records decide
+    assert all(v.startswith("not tested here") for v in t["smoke"])
+    low = t.loc["MI-UE gives the lowest test accuracy of all UEs", "4,000"]
+    assert "MI-UE" in low and "AP" in low  # the cell carries the numbers the verdict rests on
+    with pytest.raises(ValueError, match="unknown rule"):
+        claims.claims_by_profile({"x": profile("cpu")}, rules=("lowest", "fastest"))
+
+
 def test_the_miue_command_lists_a_chapters_runs_without_computing(capsys, store):
     from miue.cli import main
     assert main(["--help"]) == 0 and "grid" in capsys.readouterr().out
