@@ -51,8 +51,11 @@ def summary(study: dict, methods) -> dict | None:
     recorded): the histogram's level without dependence (``shuffled``, nats, mean over methods) and whether it
     reaches the paper's 0.50–0.71 in nats or in bits (``reach``: "nats", "bits" or None); each method's histogram
     MI, its excess over the shuffled baseline and KSG's estimate (independent slicing); Spearman ρ over the poisons
-    between the raw histogram MI and its excess (``rho_excess``) and KSG (``rho_ksg``); and whether every poison's
-    excess lies below clean's (``ues_below_clean``, the paper's claim C1 after the bias correction)."""
+    between the raw histogram MI and its excess (``rho_excess``) and KSG (``rho_ksg``); whether every poison's
+    excess lies below clean's (``ues_below_clean``, the paper's claim C1 after the bias correction); each method's
+    shuffled baseline (``baseline``, nats) and the share of its histogram MI that the baseline makes up (``bias_share``), the largest distance between
+    the excess and KSG's estimate (``ksg_distance``, nats; nan without KSG rows), and the clean features' effective
+    rank (``rank``, per method, where recorded)."""
     hist = {m: study[(m, "histogram", False)]["metrics"] for m in methods if (m, "histogram", False) in study}
     if not hist:
         return None
@@ -74,6 +77,10 @@ def summary(study: dict, methods) -> dict | None:
         "rho_excess": _spearman([hist[m]["mi"] for m in ues], [hist[m]["mi_excess"] for m in ues]),
         "rho_ksg": _spearman([hist[m]["mi"] for m in both], [ksg[m] for m in both]),
         "ues_below_clean": below,
+        "baseline": {m: r["mi_shuffled"] for m, r in hist.items()},
+        "bias_share": {m: r["mi_shuffled"] / r["mi"] for m, r in hist.items() if r["mi"] > 0},
+        "ksg_distance": max((abs(hist[m]["mi_excess"] - ksg[m]) for m in hist if m in ksg), default=float("nan")),
+        "rank": {m: r["effective_rank_clean"] for m, r in hist.items() if "effective_rank_clean" in r},
     }
 
 

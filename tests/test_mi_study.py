@@ -23,6 +23,7 @@ def test_the_bias_reaches_the_papers_level_in_nats_in_bits_or_not_at_all():
     assert s["reach"] is None and "is not reached by the bias alone" in mi_study.reach_sentence(s)
     assert s["ues"] == ["em", "ap", "miue"] and s["ues_below_clean"] is True
     assert math.isclose(s["shuffled"], 0.30) and s["n_per_class"] == 6000
+    assert math.isclose(s["bias_share"]["clean"], 0.30 / 0.35) and math.isnan(s["ksg_distance"])
 
 
 def test_the_summary_ranks_the_poisons_and_checks_c1_after_the_correction():
@@ -32,4 +33,5 @@ def test_the_summary_ranks_the_poisons_and_checks_c1_after_the_correction():
     assert s["ues_below_clean"] is False  # AP's excess is above clean's
     assert math.isclose(s["rho_excess"], 1.0)  # the raw number is the excess plus one shared baseline
     assert math.isclose(s["rho_ksg"], 1.0)
+    assert math.isclose(s["ksg_distance"], 0.23)  # AP: excess 0.07 against KSG 0.3
     assert mi_study.summary({}, methods) is None
