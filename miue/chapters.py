@@ -464,6 +464,11 @@ CHAPTERS = {
 # every chapter page of the book (chapter 8 reads the full profile's records, listed by its study)
 PAGES = [*CHAPTERS, "08_at_the_paper_sample_size"]
 
+# the pages whose runs are studies at other profiles than the book's: page → ((study, profile), ...); a
+# profile of None is the book's own (the Reproduce page's second cost table)
+PAGE_STUDIES = {"08_at_the_paper_sample_size": (("paper_sample_size", "full"), ("size_curve", None),
+                                                ("width_curve", None))}
+
 
 # grids that no chapter executes yet (run in the background with `python -m miue.grid`)
 STUDIES = {"05_sal_under_defenses": _sal_defenses,

@@ -509,6 +509,38 @@ def chapter_estimates(p, store: RunStore | None = None):
     return pd.DataFrame(rows).set_index("chapter")
 
 
+def study_estimates(p, store: RunStore | None = None):
+    """Per study of :data:`miue.chapters.PAGE_STUDIES` (at its own profile, or ``p`` where it names none): runs
+    listed and recorded, the hours to compute all of them from scratch on the recording device (recorded CPU
+    time, or the estimate for a run recorded elsewhere or missing) and the hours still to compute here (the
+    missing runs, with the recorded inputs this cache lacks), and the runs without an estimate."""
+    import pandas as pd
+    from .chapters import PAGE_STUDIES
+    store = store or RunStore()
+    rates: dict = {}
+    rows = []
+    for page, studies in PAGE_STUDIES.items():
+        for study, name in studies:
+            q = p if name is None else profile(name)
+            scratch, left, have, unknown, seen = 0.0, 0.0, 0, 0, set()
+            specs = chapter_specs(study, q)
+            n = len(specs)
+            for s in specs:
+                sec, how = estimate_seconds(s, store, rates)
+                recorded = how.startswith("recorded")
+                have += recorded
+                if sec is None:
+                    unknown += 1
+                    continue
+                scratch += sec
+                if not recorded:
+                    left += sec + regeneration_seconds(s, store, rates, seen)
+            rows.append({"page": page, "study": study, "profile": q.name, "runs": n,
+                         "recorded": have, "from scratch (hours)": round(scratch / 3600, 1),
+                         "left to compute here (hours)": round(left / 3600, 1), "runs without an estimate": unknown})
+    return pd.DataFrame(rows).set_index(["page", "study"])
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 def _report(outcomes: list[Outcome]) -> str:

@@ -257,3 +257,18 @@ def test_a_missing_run_is_estimated_with_regenerating_the_cached_inputs_it_reads
     seen: set = set()
     assert grid.regeneration_seconds(victim, store, _seen=seen) > 0
     assert grid.regeneration_seconds(ex.victim_spec(p, "em", 1), store, _seen=seen) == 0.0  # counted once
+
+
+def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
+    from miue.chapters import PAGE_STUDIES, chapter_specs
+    empty = grid.study_estimates(profile("cpu"), RunStore(tmp_path / "runs", tmp_path / "cache"))
+    studies = [(page, s) for page, ss in PAGE_STUDIES.items() for s, _ in ss]
+    assert list(empty.index) == studies
+    assert empty.loc[("08_at_the_paper_sample_size", "paper_sample_size"), "profile"] == "full"
+    assert empty.loc[("08_at_the_paper_sample_size", "size_curve"), "profile"] == "cpu"  # the book's own
+    assert (empty["recorded"] == 0).all() and (empty["runs without an estimate"] == empty["runs"]).all()
+    assert empty.loc[("08_at_the_paper_sample_size", "width_curve"), "runs"] == len(
+        chapter_specs("width_curve", profile("cpu")))
+    committed = grid.study_estimates(profile("cpu"))  # the committed records: the full profile's victims
+    row = committed.loc[("08_at_the_paper_sample_size", "paper_sample_size")]
+    assert row["recorded"] >= 5 and row["from scratch (hours)"] >= row["left to compute here (hours)"] >= 0
