@@ -509,6 +509,22 @@ def chapter_estimates(p, store: RunStore | None = None):
     return pd.DataFrame(rows).set_index("chapter")
 
 
+def study_hours(study: str, p, store: RunStore | None = None) -> tuple[float, int]:
+    """(hours, runs without an estimate) to compute every run of ``study`` at profile ``p`` from scratch on the
+    recording device: recorded CPU time where a CPU record exists, else the estimate scaled from the records
+    (what a chapter quotes when it weighs a larger profile's cost)."""
+    store = store or RunStore()
+    rates: dict = {}
+    total, unknown = 0.0, 0
+    for s in chapter_specs(study, p):
+        sec = estimate_seconds(s, store, rates)[0]
+        if sec is None:
+            unknown += 1
+        else:
+            total += sec
+    return total / 3600, unknown
+
+
 def study_estimates(p, store: RunStore | None = None):
     """Per study of :data:`miue.chapters.PAGE_STUDIES` (at its own profile, or ``p`` where it names none): runs
     listed and recorded, the hours to compute all of them from scratch on the recording device (recorded CPU

@@ -272,3 +272,7 @@ def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
     committed = grid.study_estimates(profile("cpu"))  # the committed records: the full profile's victims
     row = committed.loc[("08_at_the_paper_sample_size", "paper_sample_size")]
     assert row["recorded"] >= 5 and row["from scratch (hours)"] >= row["left to compute here (hours)"] >= 0
+    hours, unknown = grid.study_hours("paper_sample_size", profile("full"))
+    assert unknown == 0 and hours == pytest.approx(row["from scratch (hours)"], abs=0.05)
+    wide, _ = grid.study_hours("paper_sample_size", profile("full").override(width=0.25))
+    assert wide > 2 * hours  # a victim's and a poison's cost scale with width squared
