@@ -391,9 +391,27 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
     return None
 
 
+NEAR_RECORDS = 3  # records of the same shape that an estimate prefers to all of its kind's
+
+
+def _shape(config: dict, kind: str) -> tuple:
+    """What makes two runs of one class the same size: training images and width (and, for a victim, its
+    defense's relative cost; for an MI estimate, its victim's images and the slices)."""
+    if kind == "mi":
+        v = config["victim"]
+        return v.get("n_train"), v.get("dataset"), config.get("n_slices")
+    if kind == "victim":
+        return (config.get("n_train"), config.get("dataset"), config.get("width", 1.0),
+                bool(config.get("defense")), config["recipe"]["epochs"])
+    if kind == "poison":
+        return config.get("n_train"), config.get("dataset"), config["attack"].get("width", 1.0)
+    return (kind,)
+
+
 def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
     """(seconds, how) for ``spec``: its recorded compute time (:func:`miue.runs.compute_seconds`), or an estimate from the records of the same kind
-    and method in ``store`` scaled by images × epochs × width² × pixels (None when there is nothing to scale).
+    and method in ``store`` scaled by images × epochs × width² × pixels, from the records of the same size
+    (:func:`_shape`) where there are at least :data:`NEAR_RECORDS`, else from all (None when there is nothing to scale).
 
     A run recorded on another device (a lent GPU) is estimated as if missing, so that the seconds are always
     the recording device's (2 CPU cores); ``how`` then starts with "recorded" too."""
@@ -411,18 +429,23 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
         return (None, elsewhere) if elsewhere else (None, "no estimate")
     rates = _rates if _rates is not None else {}
     if w[0] not in rates:
-        per_unit = []
+        per_unit = []  # (seconds per unit of work, units) of every CPU record of the same kind and method
         for r in store.records(w[0].split("/")[0]):
             if r["config"].get("after_epoch"):  # a snapshot's record: its time is the run's or nothing
                 continue
             rw = _work(r["config"], r["kind"])
             if rw and rw[0] == w[0] and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
-                per_unit.append(compute_seconds(r) / rw[1])
-        rates[w[0]] = (statistics.median(per_unit), len(per_unit)) if per_unit else None
-    if rates[w[0]] is None:
+                per_unit.append((compute_seconds(r) / rw[1], _shape(r["config"], r["kind"])))
+        rates[w[0]] = per_unit
+    if not rates[w[0]]:
         return (None, elsewhere) if elsewhere else (None, "no estimate")
-    rate, k = rates[w[0]]
-    return rate * w[1], (f"{elsewhere}; " if elsewhere else "") + f"estimated from {k} records"
+    # the rate per unit is not constant across sizes and widths (per-epoch test passes, caches, matrix shapes):
+    # prefer the records of the same shape where there are at least NEAR_RECORDS of them
+    shape = _shape(spec.config(), kind_of(spec))
+    near = [u for u, s in rates[w[0]] if s == shape]
+    use, which = (near, " of the same size") if len(near) >= NEAR_RECORDS else ([u for u, _ in rates[w[0]]], "")
+    return statistics.median(use) * w[1], (f"{elsewhere}; " if elsewhere else "") + \
+        f"estimated from {len(use)} records{which}"
 
 
 def _artifacts_missing(kind: str, record: dict, store: RunStore) -> bool:

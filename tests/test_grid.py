@@ -276,3 +276,29 @@ def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
     assert unknown == 0 and hours == pytest.approx(row["from scratch (hours)"], abs=0.05)
     wide, _ = grid.study_hours("paper_sample_size", profile("full").override(width=0.25))
     assert wide > 2 * hours  # a victim's and a poison's cost scale with width squared
+
+
+def test_an_estimate_scales_from_the_records_of_a_similar_size(tmp_path, monkeypatch):
+    # the per-image rate of a 4,000-image victim understated a 60,000-image one's by 1.4x: records of the same
+    # size decide where there are enough of them
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+
+    def record(n, seed, per_unit):
+        spec = ex.victim_spec(p.override(n_train=n), "clean", seed)
+        units = grid._work(spec.config(), "victim")[1]
+        store.get_or_compute(spec.kind, spec.config(), lambda ctx: {"metrics": {"seconds": per_unit * units}},
+                             device="cpu")
+        return units
+    for s in range(3):
+        record(500, s, 1.0)
+    big = [record(8000, s, 2.0) for s in range(grid.NEAR_RECORDS)]
+    target = ex.victim_spec(p.override(n_train=8000), "clean", 9)
+    sec, how = grid.estimate_seconds(target, store)
+    assert sec == pytest.approx(2.0 * big[0]) and "of the same size" in how
+    small = ex.victim_spec(p.override(n_train=500), "clean", 9)
+    assert grid.estimate_seconds(small, store)[0] == pytest.approx(1.0 * grid._work(small.config(), "victim")[1])
+    middle = ex.victim_spec(p.override(n_train=2000), "clean", 9)  # no record of its size: all of them
+    sec, how = grid.estimate_seconds(middle, store)
+    assert "of the same size" not in how and sec == pytest.approx(1.5 * grid._work(middle.config(), "victim")[1])
