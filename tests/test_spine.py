@@ -292,6 +292,9 @@ def test_the_claims_page_computes_a_verdict_for_every_claim_with_records():
     assert len(tested) >= 9 and all("not run" not in o for o in tested["ours (cpu)"])
     smoke = claims.claims_table(profile("smoke"))  # no smoke records are committed: nothing is claimed
     assert set(smoke["verdict"]) == {"not tested here"}
+    full = claims.claims_table(profile("full")).set_index("claim")  # seed 0 of its three is recorded
+    low = full.loc["MI-UE gives the lowest test accuracy of all UEs"]
+    assert low["verdict"] in ("holds", "fails") and "(seed 0)" in low["ours (full)"]
 
 
 def test_claims_by_profile_puts_each_profiles_verdicts_side_by_side():
