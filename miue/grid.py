@@ -395,8 +395,8 @@ NEAR_RECORDS = 3  # records of the same shape that an estimate prefers to all of
 
 
 def _shape(config: dict, kind: str) -> tuple:
-    """What makes two runs of one class the same size: training images and width (and, for a victim, its
-    defense's relative cost; for an MI estimate, its victim's images and the slices)."""
+    """What makes two runs of one class the same size: dataset, training images and width (for a victim also
+    whether it runs a defense, and its epochs; for an MI estimate its victim's images and the slices)."""
     if kind == "mi":
         v = config["victim"]
         return v.get("n_train"), v.get("dataset"), config.get("n_slices")
@@ -429,7 +429,7 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
         return (None, elsewhere) if elsewhere else (None, "no estimate")
     rates = _rates if _rates is not None else {}
     if w[0] not in rates:
-        per_unit = []  # (seconds per unit of work, units) of every CPU record of the same kind and method
+        per_unit = []  # (seconds per unit of work, shape) of every CPU record of the same kind and method
         for r in store.records(w[0].split("/")[0]):
             if r["config"].get("after_epoch"):  # a snapshot's record: its time is the run's or nothing
                 continue

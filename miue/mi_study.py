@@ -53,9 +53,9 @@ def summary(study: dict, methods) -> dict | None:
     MI, its excess over the shuffled baseline and KSG's estimate (independent slicing); Spearman ρ over the poisons
     between the raw histogram MI and its excess (``rho_excess``) and KSG (``rho_ksg``); whether every poison's
     excess lies below clean's (``ues_below_clean``, the paper's claim C1 after the bias correction); each method's
-    shuffled baseline (``baseline``, nats) and the share of its histogram MI that the baseline makes up (``bias_share``), the largest distance between
-    the excess and KSG's estimate (``ksg_distance``, nats; nan without KSG rows), and the clean features' effective
-    rank (``rank``, per method, where recorded)."""
+    shuffled baseline (``baseline``, nats) and the share of its histogram MI that the baseline makes up
+    (``bias_share``); the largest distance between the excess and KSG's estimate (``ksg_distance``, nats; nan
+    without KSG rows); and the clean features' effective rank (``rank``, per method, where recorded)."""
     hist = {m: study[(m, "histogram", False)]["metrics"] for m in methods if (m, "histogram", False) in study}
     if not hist:
         return None
