@@ -536,16 +536,26 @@ def study_hours(study: str, p, store: RunStore | None = None) -> tuple[float, in
     """(hours, runs without an estimate) to compute every run of ``study`` at profile ``p`` from scratch on the
     recording device: recorded CPU time where a CPU record exists, else the estimate scaled from the records
     (what a chapter quotes when it weighs a larger profile's cost)."""
-    store = store or RunStore()
-    rates: dict = {}
-    total, unknown = 0.0, 0
-    for s in chapter_specs(study, p):
-        sec = estimate_seconds(s, store, rates)[0]
+    scratch, _, _, unknown = _cost(chapter_specs(study, p), store or RunStore(), {})
+    return scratch / 3600, unknown
+
+
+def _cost(specs, store: RunStore, rates: dict) -> tuple[float, float, int, int]:
+    """(seconds from scratch, seconds still to compute here, runs recorded, runs without an estimate) for
+    ``specs``: recorded CPU time where a record exists, else the estimate; what is left counts the missing runs
+    and the recorded inputs this cache would have to regenerate for them."""
+    scratch, left, have, unknown, seen = 0.0, 0.0, 0, 0, set()
+    for s in specs:
+        sec, how = estimate_seconds(s, store, rates)
+        recorded = how.startswith("recorded")
+        have += recorded
         if sec is None:
             unknown += 1
-        else:
-            total += sec
-    return total / 3600, unknown
+            continue
+        scratch += sec
+        if not recorded:
+            left += sec + regeneration_seconds(s, store, rates, seen)
+    return scratch, left, have, unknown
 
 
 def study_estimates(p, store: RunStore | None = None):
@@ -561,19 +571,9 @@ def study_estimates(p, store: RunStore | None = None):
     for page, studies in PAGE_STUDIES.items():
         for study, name in studies:
             q = p if name is None else profile(name)
-            scratch, left, have, unknown, seen = 0.0, 0.0, 0, 0, set()
             specs = chapter_specs(study, q)
             n = len(specs)
-            for s in specs:
-                sec, how = estimate_seconds(s, store, rates)
-                recorded = how.startswith("recorded")
-                have += recorded
-                if sec is None:
-                    unknown += 1
-                    continue
-                scratch += sec
-                if not recorded:
-                    left += sec + regeneration_seconds(s, store, rates, seen)
+            scratch, left, have, unknown = _cost(specs, store, rates)
             rows.append({"page": page, "study": study, "profile": q.name, "runs": n,
                          "recorded": have, "from scratch (hours)": round(scratch / 3600, 1),
                          "left to compute here (hours)": round(left / 3600, 1), "runs without an estimate": unknown})

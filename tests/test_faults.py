@@ -329,15 +329,17 @@ def test_failed_attempt_counts_towards_the_wall_time(store):
     assert not (store.cache / "toy" / config_hash("toy", cfg) / "elapsed.json").exists()
 
 
+def busy(seconds):
+    """Spend ``seconds`` of this process's CPU time (not wall time)."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
 def test_cpu_time_counts_work_not_waiting_and_survives_a_resume(store):
     """A record's cpu_time_s is the CPU its compute used (across attempts); sleeping (a paused or contended
     run) adds wall time only."""
     cfg = {"seed": 1}
-
-    def busy(seconds):
-        end = time.process_time() + seconds
-        while time.process_time() < end:
-            pass
 
     def fail(ctx):
         busy(0.2)
@@ -368,11 +370,6 @@ def test_inputs_computed_inside_a_run_count_in_their_own_record_only(store):
     cache) records the time that took as its inputs' time, and its compute time leaves it out, so the Reproduce
     page and the grid's estimates count each run once."""
     from miue.runs import compute_seconds
-
-    def busy(seconds):
-        end = time.process_time() + seconds
-        while time.process_time() < end:
-            pass
 
     def child(ctx):
         busy(0.4)
