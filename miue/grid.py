@@ -558,23 +558,28 @@ def _cost(specs, store: RunStore, rates: dict) -> tuple[float, float, int, int]:
     return scratch, left, have, unknown
 
 
-def study_estimates(p, store: RunStore | None = None):
+def study_estimates(p, store: RunStore | None = None, page: str | None = None):
     """Per study of :data:`miue.chapters.PAGE_STUDIES` (at its own profile, or ``p`` where it names none): runs
     listed and recorded, the hours to compute all of them from scratch on the recording device (recorded CPU
     time, or the estimate for a run recorded elsewhere or missing) and the hours still to compute here (the
-    missing runs, with the recorded inputs this cache lacks), and the runs without an estimate."""
+    missing runs, with the recorded inputs this cache lacks), and the runs without an estimate. ``page``: that
+    page's studies only."""
     import pandas as pd
     from .chapters import PAGE_STUDIES
     store = store or RunStore()
     rates: dict = {}
     rows = []
-    for page, studies in PAGE_STUDIES.items():
+    if page is not None and page not in PAGE_STUDIES:
+        raise ValueError(f"page {page!r} lists no studies; choose from {', '.join(PAGE_STUDIES)}")
+    for pg, studies in PAGE_STUDIES.items():
+        if page is not None and pg != page:
+            continue
         for study, name in studies:
             q = p if name is None else profile(name)
             specs = chapter_specs(study, q)
             n = len(specs)
             scratch, left, have, unknown = _cost(specs, store, rates)
-            rows.append({"page": page, "study": study, "profile": q.name, "runs": n,
+            rows.append({"page": pg, "study": study, "profile": q.name, "runs": n,
                          "recorded": have, "from scratch (hours)": round(scratch / 3600, 1),
                          "left to compute here (hours)": round(left / 3600, 1), "runs without an estimate": unknown})
     return pd.DataFrame(rows).set_index(["page", "study"])

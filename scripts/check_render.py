@@ -26,7 +26,7 @@ CHAPTERS = {"book/01_at_a_glance.html": {"tables": 2, "images": 2}, "book/reprod
             "book/05_sharpness_aware_learnability.html": {"tables": 2, "images": 2},
             "book/06_theorems_on_examples.html": {"tables": 2, "images": 4},
             "book/07_notes_on_the_papers.html": {"tables": 5, "images": 2},
-            "book/08_at_the_paper_sample_size.html": {"tables": 7, "images": 1},
+            "book/08_at_the_paper_sample_size.html": {"tables": 9, "images": 1},
             "book/11_adversarial_training.html": {"tables": 1, "images": 1},
             "book/12_augmentations_and_purifications.html": {"tables": 7, "images": 1},
             "book/13_what_makes_miue_work.html": {"tables": 10, "images": 2},

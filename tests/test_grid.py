@@ -276,6 +276,11 @@ def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
     assert unknown == 0 and hours == pytest.approx(row["from scratch (hours)"], abs=0.05)
     wide, _ = grid.study_hours("paper_sample_size", profile("full").override(width=0.25))
     assert wide > 2 * hours  # a victim's and a poison's cost scale with width squared
+    one = grid.study_estimates(profile("cpu"), RunStore(tmp_path / "runs", tmp_path / "cache"),
+                               page="08_at_the_paper_sample_size")
+    assert list(one.index) == [i for i in studies if i[0] == "08_at_the_paper_sample_size"]
+    with pytest.raises(ValueError, match="lists no studies"):
+        grid.study_estimates(profile("cpu"), page="01_at_a_glance")
 
 
 def test_an_estimate_scales_from_the_records_of_a_similar_size(tmp_path, monkeypatch):
