@@ -297,6 +297,16 @@ def test_the_claims_page_computes_a_verdict_for_every_claim_with_records():
     assert low["verdict"] in ("holds", "fails") and "(seed 0)" in low["ours (full)"]
 
 
+def test_c3_ranks_every_recorded_ue_of_table_2_by_one_rule():
+    from miue import claims
+    acc = {"clean": 90.0, "random": 89.0, "em": 50.0, "ap": 30.0, "miue": 40.0}
+    assert claims.lowest_ue(acc) == ("ap", False)
+    assert claims.lowest_ue({**acc, "miue-code": 20.0}) == ("miue-code", True)  # the code's settings count
+    assert claims.lowest_ue({**acc, "sem": 10.0}) == ("sem", False)  # SEM is one of Table 2's UEs
+    assert claims.lowest_ue({"clean": 90.0, "em": 50.0, "ap": 30.0}) is None  # no MI-UE: not tested
+    assert claims.lowest_ue({**acc, "random": 1.0})[0] == "ap"  # Random is not a UE
+
+
 def test_claims_by_profile_puts_each_profiles_verdicts_side_by_side():
     from miue import claims
     t = claims.claims_by_profile({"4,000": profile("cpu"), "smoke": profile("smoke")})
