@@ -260,12 +260,15 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("method, settings_", [
-    ("miue", {"epochs": 3, "pgd_steps": 2, "batch_size": 128}),
-    ("em", {"max_rounds": 3, "pgd_steps": 2, "train_steps": 2, "batch_size": 128, "stop_error": 0.0}),
-    ("ap", {"source_epochs": 1, "restarts": 3, "iterations": 2, "batch_size": 128}),
+@pytest.mark.parametrize("method, settings_, stop", [
+    ("miue", {"epochs": 3, "pgd_steps": 2, "batch_size": 128}, 1),
+    ("em", {"max_rounds": 3, "pgd_steps": 2, "train_steps": 2, "batch_size": 128, "stop_error": 0.0}, 1),
+    ("ap", {"source_epochs": 1, "restarts": 3, "iterations": 2, "batch_size": 128}, 1),
+    # 300 images = 3 batches: 1 training epoch of 2 steps, then the final regeneration in 2 pieces of at most
+    # 2 batches each; stopped after the first piece, in the middle of the regeneration
+    ("rem", {"steps": 2, "pgd_steps": 2, "adv_steps": 1, "eot": 1, "batch_size": 128}, 2),
 ])
-def test_the_template_resumes_an_interrupted_generation_bit_identically(tmp_path, digits, method, settings_):
+def test_the_template_resumes_an_interrupted_generation_bit_identically(tmp_path, digits, method, settings_, stop):
     from miue.checkpoint import Checkpoint
     from miue.data import stratified_subset
     train = stratified_subset(digits[0], 300)
@@ -273,15 +276,18 @@ def test_the_template_resumes_an_interrupted_generation_bit_identically(tmp_path
     whole = attack.generate(train, progress=False)
 
     def stop_after_first(epoch, delta):
-        if epoch == 1:
+        if epoch == stop:
             raise _Stop
 
     ck = Checkpoint(tmp_path / "ck.safetensors")
     with pytest.raises(_Stop):
         attack.generate(train, progress=False, checkpoint=ck, on_epoch=stop_after_first)
+    assert ck.saved_epoch() == stop
     resumed = attack.generate(train, progress=False, checkpoint=ck)
     assert torch.equal(whole.delta, resumed.delta)
     assert whole.meta.get("history") == resumed.meta.get("history")
+    if method == "rem":  # the regeneration's epochs add no history entry: one per training epoch
+        assert [h["steps"] for h in resumed.meta["history"]] == [2]
 
 
 def test_the_claims_page_computes_a_verdict_for_every_claim_with_records():

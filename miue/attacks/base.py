@@ -94,7 +94,8 @@ class Attack:
         return AttackState(epochs=0)
 
     def epoch(self, state: AttackState, data: ImageDataset, epoch: int, device: torch.device) -> dict:
-        """Run outer iteration ``epoch`` (0-based); return its history entry."""
+        """Run outer iteration ``epoch`` (0-based); return its history entry (None: the epoch adds none, as
+        REM's checkpointed final regeneration)."""
         raise NotImplementedError
 
     def done(self, state: AttackState) -> bool:
@@ -140,8 +141,9 @@ class Attack:
             if self.done(state):
                 break
             entry = self.epoch(state, data, epoch, device)
-            state.history.append(entry)
-            bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)}, refresh=False)
+            if entry is not None:
+                state.history.append(entry)
+                bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)}, refresh=False)
             if checkpoint is not None:
                 checkpoint.save(epoch + 1, model=state.model, optimizer=state.optimizer, generators=state.generators,
                                 tensors=state.tensors, meta={"history": state.history, "method": self.name,
