@@ -359,10 +359,12 @@ def _collect(spec, job, log) -> Outcome:
 # ------------------------------------------------------------------------------------------- estimates
 
 def _work(config: dict, kind: str) -> tuple[str, float] | None:
-    """(class of run, units of work) of a config: images × epochs × width² × pixels for a victim or a poison
-    (a SAL run: its victim's work, at the rate of the recorded SAL runs of that architecture); images ×
-    pixels × epochs for a purifier, steps × batch × width² × pixels for a denoiser, images × slices for an MI
-    estimate (the victim whose features it reads may need computing too: not counted)."""
+    """(class of run, units of work) of a config: images × epochs × width² × pixels for a victim; the
+    method's passes per image (:meth:`miue.attacks.base.Attack.work`) × width² × pixels for a poison (one cut
+    from a whole-set poison is a class of its own, next to free beside it); for a SAL run its victim's work,
+    at the rate of the recorded SAL runs of that architecture; images × pixels × epochs for a purifier,
+    steps × batch × width² × pixels for a denoiser, images × slices for an MI estimate (the victim whose
+    features it reads may need computing too: not counted)."""
     n = config.get("n_train") or SPLIT_SIZES.get(config.get("dataset"), 0)
     px = PIXELS.get(config.get("dataset"), 32 * 32)
     if kind == "victim":
@@ -386,8 +388,12 @@ def _work(config: dict, kind: str) -> tuple[str, float] | None:
         return None if v is None else (f"sal/{config['victim']['model']}", v[1])
     if kind == "poison":
         a = config["attack"]
-        return (f"poison/{config['method']}",
-                n * a.get("epochs", 1) * (1 + a.get("pgd_steps", 0)) * a.get("width", 1.0) ** 2 * px)
+        if config.get("classes") is not None or config.get("fraction", 1.0) != 1.0:
+            return "poison/cut", n * px  # cut from its whole-set poison, a run of its own: loading and masking
+        from .attacks import ATTACKS
+        attack = ATTACKS.get(config["method"])
+        units = attack.work(a, n) if attack else n * a.get("epochs", 1) * (1 + a.get("pgd_steps", 0))
+        return f"poison/{config['method']}", units * a.get("width", 1.0) ** 2 * px
     return None
 
 

@@ -274,8 +274,12 @@ def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
     assert row["recorded"] >= 5 and row["from scratch (hours)"] >= row["left to compute here (hours)"] >= 0
     hours, unknown = grid.study_hours("paper_sample_size", profile("full"))
     assert unknown == 0 and hours == pytest.approx(row["from scratch (hours)"], abs=0.05)
-    wide, _ = grid.study_hours("paper_sample_size", profile("full").override(width=0.25))
-    assert wide > 2 * hours  # a victim's and a poison's cost scale with width squared
+    wider = profile("full").override(width=0.25)
+    wide, _ = grid.study_hours("paper_sample_size", wider)
+    assert wide > hours  # a victim's and a poison's unit of work scale with width squared; the rate they are
+    for a, b in zip(chapter_specs("paper_sample_size", profile("full")), chapter_specs("paper_sample_size", wider)):
+        if a.kind in ("victim", "poison") and a.method != "random":  # taken at is each size's own
+            assert grid._work(b.config(), b.kind)[1] == pytest.approx(4 * grid._work(a.config(), a.kind)[1])
     one = grid.study_estimates(profile("cpu"), RunStore(tmp_path / "runs", tmp_path / "cache"),
                                page="08_at_the_paper_sample_size")
     assert list(one.index) == [i for i in studies if i[0] == "08_at_the_paper_sample_size"]
@@ -307,3 +311,30 @@ def test_an_estimate_scales_from_the_records_of_a_similar_size(tmp_path, monkeyp
     middle = ex.victim_spec(p.override(n_train=2000), "clean", 9)  # no record of its size: all of them
     sec, how = grid.estimate_seconds(middle, store)
     assert "of the same size" not in how and sec == pytest.approx(1.5 * grid._work(middle.config(), "victim")[1])
+
+
+def test_a_poison_is_estimated_by_its_own_method_s_work_and_a_cut_one_apart(tmp_path, monkeypatch):
+    # REM's 256 training steps do not grow with the set, only its final regeneration does: scaling a 4,000-image
+    # record by images put REM at 60,000 images at 15x; and a one-class poison cut from a whole-set poison in
+    # about a second halved the median rate the whole-set estimate was taken from (49 min estimated, 15 by work)
+    cpu, full = profile("cpu"), profile("full")
+    small, big = (grid._work(ex.poison_spec(q, "rem").config(), "poison")[1] for q in (cpu, full))
+    a = ex.attack_config(cpu, "rem")
+    du = a["pgd_steps"] * a["eot"] * (1 + a["adv_steps"])
+    assert big - small == pytest.approx((60000 - 4000) * du * a["width"] ** 2 * 28 * 28)
+    assert 1.5 < big / small < 4
+    sem = grid._work(ex.poison_spec(cpu, "sem").config(), "poison")[1]
+    assert sem < small  # SEM's δu draws δa at random instead of by PGD
+    ap, ap2 = (grid._work(ex.poison_spec(cpu, "ap", restarts=r).config(), "poison")[1] for r in (1, 2))
+    assert ap2 - ap == pytest.approx(4000 * ex.attack_config(cpu, "ap")["iterations"] * a["width"] ** 2 * 28 * 28)
+    cut = ex.poison_spec(cpu, "rem", classes=[0])
+    assert grid._work(cut.config(), "poison")[0] == "poison/cut"
+
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+    whole = ex.poison_spec(cpu, "rem")
+    for spec, seconds in ((whole, 400.0), (cut, 1.0)):
+        store.get_or_compute(spec.kind, spec.config(), lambda ctx, s=seconds: {"metrics": {"seconds": s}},
+                             device="cpu")
+    sec, how = grid.estimate_seconds(ex.poison_spec(full, "rem"), store)
+    assert sec == pytest.approx(400.0 * big / small) and "from 1 records" in how

@@ -49,6 +49,11 @@ class AdversarialPoisoning(Attack):
     label = "AP"
     Config = APConfig
 
+    @classmethod
+    def work(cls, config: dict, n: int) -> float:
+        """The source model's epochs, then ``restarts`` × ``iterations`` PGD steps on every image."""
+        return n * (config["source_epochs"] + config["restarts"] * config["iterations"])
+
     def start(self, data, device, checkpoint):
         c = self.config
         model = source_model(c, data)

@@ -88,6 +88,15 @@ class Attack:
 
     # -- what a method supplies ------------------------------------------------------------------------
 
+    @classmethod
+    def work(cls, config: dict, n: int) -> float:
+        """Forward-backward passes of one image through the source model, summed over a generation on ``n``
+        images under ``config`` (the attack's settings as a dict): what :mod:`miue.grid` scales a method's
+        recorded seconds by. The default, ``epochs`` passes over the set of 1 + ``pgd_steps`` each, counts a
+        round of EM as one epoch whatever its cap: its stop condition, not the cap, decides its rounds."""
+        return n * config.get("epochs", 1) * (1 + config.get("pgd_steps", 0))
+
+
     def start(self, data: ImageDataset, device: torch.device, checkpoint: Checkpoint | None) -> AttackState:
         """Build the state before the first epoch (models, optimizers, δ = 0 …). The default, no epochs and no
         state, suits the model-free attacks (AR, LSP, OPS), which build δ in :meth:`finish`."""

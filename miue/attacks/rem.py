@@ -80,6 +80,13 @@ class RobustErrorMinimizing(Attack):
     inner = "adversarial"
     Config = REMConfig
 
+    @classmethod
+    def work(cls, config: dict, n: int) -> float:
+        """``steps`` batches of δu's passes and the model's adversarial step, then δu for each of the ``n``
+        images: the training does not grow with the set, only the final regeneration does."""
+        du = config["pgd_steps"] * config["eot"] * (1 + config["adv_steps"] if cls.inner == "adversarial" else 1)
+        return config["steps"] * config["batch_size"] * (du + config["adv_steps"] + 1) + n * du
+
     def defensive_noise(self, model, x, y, aug_spec, generator, device) -> torch.Tensor:
         """δu for a clean batch ``x`` against the current model (step 1 above), from a random start."""
         c = self.config
