@@ -487,3 +487,29 @@ def test_defenders_best_compares_over_common_defenses():
     assert beaten == ["ap"]  # AP's best over JPEG and AVA (55) is below MI-UE's (60)
     with pytest.raises(ValueError, match="no MI-UE row"):
         defenders_best({("em", "jpeg"): 50})
+
+
+def test_the_claims_page_says_not_tested_where_no_ue_is_effective_or_the_ranks_are_undefined(tmp_path):
+    """C1 needs an effective UE (10 points below clean) and C2 a defined rank correlation; neither is claimed
+    from records that cannot decide it, while C3 still ranks the recorded UEs."""
+    import warnings
+    from miue import claims
+    from miue.runs import RunStore
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    for m, acc in {"clean": 90.0, "em": 85.0, "ap": 88.0, "miue": 86.0}.items():
+        v, i = ex.victim_spec(p, m, p.seeds[0]), ex.mi_spec(p, m, p.seeds[0])
+        store.get_or_compute(v.kind, v.config(), lambda ctx, a=acc: {"metrics": {"test_acc": a / 100}}, device="cpu")
+        store.get_or_compute(i.kind, i.config(), lambda ctx: {"metrics": {"mi": 0.4, "mi_shuffled": 0.3}},
+                             device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy: the rank correlation of a constant input is undefined
+        table = claims.claims_table(p, store).set_index("claim")
+    c1 = table.loc["Effective UEs reduce the MI between clean and poisoned features"]
+    assert c1["verdict"] == "not tested here" and c1["ours (smoke)"].startswith("0 effective UEs")
+    c2 = table.loc["The MI gap tracks the accuracy gap"]
+    assert c2["verdict"] == "not tested here" and "Spearman nan" in c2["ours (smoke)"] and "n = 3" in c2["ours (smoke)"]
+    c3 = table.loc["MI-UE gives the lowest test accuracy of all UEs"]
+    assert c3["verdict"] == "fails" and "EM 85.0%" in c3["ours (smoke)"]
+    empty = claims.claims_table(p, RunStore(tmp_path / "none", tmp_path / "cache")).set_index("claim")
+    assert empty.loc["The MI gap tracks the accuracy gap", "ours (smoke)"] == "not run at this profile"
