@@ -521,17 +521,8 @@ def chapter_estimates(p, store: RunStore | None = None):
     rates: dict = {}
     rows = []
     for chapter, specs, new in chapter_runs(p):
-        have = 0
-        hours, new_h, unknown = 0.0, 0.0, 0
-        for s in specs:
-            sec, how = estimate_seconds(s, store, rates)
-            have += how.startswith("recorded")
-            if sec is None:
-                unknown += 1
-                continue
-            hours += sec / 3600
-            if s.address in new:
-                new_h += sec / 3600
+        seconds, _, have, unknown = _cost(specs, store, rates)
+        hours, new_h = seconds / 3600, _cost([s for s in specs if s.address in new], store, rates)[0] / 3600
         rows.append({"chapter": chapter, "runs": len(specs), "recorded": have,
                      "estimated hours (all its runs)": round(hours, 1), "new to this chapter": round(new_h, 1),
                      "runs without an estimate": unknown})
