@@ -415,9 +415,11 @@ def _shape(config: dict, kind: str) -> tuple:
 
 
 def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
-    """(seconds, how) for ``spec``: its recorded compute time (:func:`miue.runs.compute_seconds`), or an estimate from the records of the same kind
-    and method in ``store`` scaled by images × epochs × width² × pixels, from the records of the same size
-    (:func:`_shape`) where there are at least :data:`NEAR_RECORDS`, else from all (None when there is nothing to scale).
+    """(seconds, how) for ``spec``: its recorded compute time (:func:`miue.runs.compute_seconds`), or an
+    estimate from the records of the same kind and method in ``store`` scaled by its unit of work
+    (:func:`_work`), from the records of the same size (:func:`_shape`) where there are at least
+    :data:`NEAR_RECORDS`, else from all (None when there is nothing to scale); :func:`estimate_errors` says
+    how close such estimates come.
 
     A run recorded on another device (a lent GPU) is estimated as if missing, so that the seconds are always
     the recording device's (2 CPU cores); ``how`` then starts with "recorded" too."""
@@ -433,25 +435,62 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     w = _work(spec.config(), kind_of(spec))
     if w is None:
         return (None, elsewhere) if elsewhere else (None, "no estimate")
-    rates = _rates if _rates is not None else {}
-    if w[0] not in rates:
-        per_unit = []  # (seconds per unit of work, shape) of every CPU record of the same kind and method
-        for r in store.records(w[0].split("/")[0]):
-            if r["config"].get("after_epoch"):  # a snapshot's record: its time is the run's or nothing
+    per_unit = _rates_of(w[0], store, _rates if _rates is not None else {})
+    if not per_unit:
+        return (None, elsewhere) if elsewhere else (None, "no estimate")
+    sec, how = _scaled(per_unit, _shape(spec.config(), kind_of(spec)), w[1])
+    return sec, (f"{elsewhere}; " if elsewhere else "") + how
+
+
+def _rates_of(cls: str, store: RunStore, rates: dict) -> list:
+    """(seconds per unit of work, shape, hash) of every CPU record of class ``cls`` (kind and method), kept in
+    ``rates``; a snapshot's record is left out (its time is its run's, or nothing)."""
+    if cls not in rates:
+        rates[cls] = []
+        for r in store.records(cls.split("/")[0]):
+            if r["config"].get("after_epoch"):
                 continue
             rw = _work(r["config"], r["kind"])
-            if rw and rw[0] == w[0] and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
-                per_unit.append((compute_seconds(r) / rw[1], _shape(r["config"], r["kind"])))
-        rates[w[0]] = per_unit
-    if not rates[w[0]]:
-        return (None, elsewhere) if elsewhere else (None, "no estimate")
-    # the rate per unit is not constant across sizes and widths (per-epoch test passes, caches, matrix shapes):
-    # prefer the records of the same shape where there are at least NEAR_RECORDS of them
-    shape = _shape(spec.config(), kind_of(spec))
-    near = [u for u, s in rates[w[0]] if s == shape]
-    use, which = (near, " of the same size") if len(near) >= NEAR_RECORDS else ([u for u, _ in rates[w[0]]], "")
-    return statistics.median(use) * w[1], (f"{elsewhere}; " if elsewhere else "") + \
-        f"estimated from {len(use)} records{which}"
+            if rw and rw[0] == cls and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
+                rates[cls].append((compute_seconds(r) / rw[1], _shape(r["config"], r["kind"]), r["hash"]))
+    return rates[cls]
+
+
+def _scaled(per_unit: list, shape: tuple, units: float) -> tuple[float, str]:
+    """The median rate × ``units``: the rate per unit is not constant across sizes and widths (per-epoch test
+    passes, caches, matrix shapes), so the records of the same shape decide where there are at least
+    :data:`NEAR_RECORDS` of them, else all."""
+    near = [u for u, s, _ in per_unit if s == shape]
+    use, which = (near, " of the same size") if len(near) >= NEAR_RECORDS else ([u for u, _, _ in per_unit], "")
+    return statistics.median(use) * units, f"estimated from {len(use)} records{which}"
+
+
+def estimate_errors(store: RunStore | None = None, kinds=("victim", "poison")):
+    """How close :func:`estimate_seconds` comes: each CPU record of ``kinds`` estimated from the other records
+    of its class (leave one out) against its recorded compute time. Per class (kind and method or
+    architecture): records, the median and worst ratio estimate/recorded, and the share within 1.5× either
+    way. The spread is the estimator's and the recordings' (2 cores shared with other work while recording)."""
+    import pandas as pd
+    store = store or RunStore()
+    rates: dict = {}
+    ratios: dict = {}
+    for kind in kinds:
+        for r in store.records(kind):
+            w = _work(r["config"], kind)
+            if w is None or w[1] <= 0 or r["config"].get("after_epoch") or \
+                    r["provenance"].get("device", "cpu") != "cpu" or not compute_seconds(r):
+                continue
+            others = [u for u in _rates_of(w[0], store, rates) if u[2] != r["hash"]]
+            if others:
+                est = _scaled(others, _shape(r["config"], kind), w[1])[0]
+                ratios.setdefault(w[0], []).append(est / compute_seconds(r))
+    rows = []
+    for cls, rs in sorted(ratios.items()):
+        worst = max(rs, key=lambda x: max(x, 1 / x)) if rs else float("nan")
+        rows.append({"class": cls, "records": len(rs), "median estimate / recorded": round(statistics.median(rs), 2),
+                     "worst": round(worst, 2), "within 1.5x": round(sum(1 / 1.5 <= x <= 1.5 for x in rs) / len(rs), 2)})
+    return pd.DataFrame(rows, columns=["class", "records", "median estimate / recorded", "worst", "within 1.5x"]
+                        ).set_index("class")
 
 
 def _artifacts_missing(kind: str, record: dict, store: RunStore) -> bool:

@@ -338,3 +338,18 @@ def test_a_poison_is_estimated_by_its_own_method_s_work_and_a_cut_one_apart(tmp_
                              device="cpu")
     sec, how = grid.estimate_seconds(ex.poison_spec(full, "rem"), store)
     assert sec == pytest.approx(400.0 * big / small) and "from 1 records" in how
+
+
+def test_estimate_errors_sets_each_record_against_its_leave_one_out_estimate(tmp_path, monkeypatch):
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+    for seed, per_unit in enumerate([1.0, 1.0, 1.0, 1.0, 4.0]):  # the last recorded 4x slower than the rest
+        spec = ex.victim_spec(p, "clean", seed)
+        units = grid._work(spec.config(), "victim")[1]
+        store.get_or_compute(spec.kind, spec.config(), lambda ctx, s=per_unit * units: {"metrics": {"seconds": s}},
+                             device="cpu")
+    row = grid.estimate_errors(store).loc["victim/resnet18"]
+    assert row["records"] == 5 and row["median estimate / recorded"] == 1.0
+    assert row["worst"] == 0.25 and row["within 1.5x"] == 0.8  # the slow one, estimated from the other four
+    assert grid.estimate_errors(RunStore(tmp_path / "none", tmp_path / "cache")).empty
