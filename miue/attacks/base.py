@@ -96,7 +96,6 @@ class Attack:
         round of EM as one epoch whatever its cap: its stop condition, not the cap, decides its rounds."""
         return n * config.get("epochs", 1) * (1 + config.get("pgd_steps", 0))
 
-
     def start(self, data: ImageDataset, device: torch.device, checkpoint: Checkpoint | None) -> AttackState:
         """Build the state before the first epoch (models, optimizers, δ = 0 …). The default, no epochs and no
         state, suits the model-free attacks (AR, LSP, OPS), which build δ in :meth:`finish`."""
