@@ -110,8 +110,8 @@ def _scalar(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-def provenance(device: str | None = None) -> dict:
-    """Where and with what a run was computed: git commit, package versions, device, threads, host."""
+def _git_state() -> tuple[str | None, bool | None]:
+    """(HEAD of this checkout, whether ``miue/`` differs from it), or Nones outside a git checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -119,7 +119,19 @@ def provenance(device: str | None = None) -> dict:
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "miue"], cwd=root, capture_output=True,
                                     text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
+        return None, None
+    return commit, dirty if commit else None
+
+
+# the code a process runs is the code it imported: a run that outlasts a commit (hours in the background while
+# work goes on) records the commit it started from, not the one checked out when its record is written
+_GIT_AT_IMPORT = _git_state()
+
+
+def provenance(device: str | None = None) -> dict:
+    """Where and with what a run was computed: git commit (as this process imported the package), package
+    versions, device, threads, host."""
+    commit, dirty = _GIT_AT_IMPORT
     if os.environ.get("MIUE_GIT_COMMIT"):  # the caller knows better: a copy of a working tree (a lent GPU
         commit, dirty = os.environ["MIUE_GIT_COMMIT"], None  # machine) whose .git, if any, is not its commit
     import numpy

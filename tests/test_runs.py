@@ -98,3 +98,28 @@ def test_two_processes_fill_one_store_without_clobbering(tmp_path):
     for seed in (0, 1):  # each run computed by exactly one process
         h = config_hash("grid", {"seed": seed})
         assert len(list((cache / "grid" / h).glob("by-*"))) == 1
+
+
+def test_a_record_names_the_commit_its_process_imported_not_a_later_one(tmp_path):
+    """A background run outlasts commits made meanwhile: its provenance is the code it started with."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    from miue import runs
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(runs.__file__).parent, repo / "miue", ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "start"], check=True)
+    first = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    script = ("import subprocess, sys; import miue.runs as r; "
+              f"subprocess.run({git + ['commit', '-q', '--allow-empty', '-m', 'later']!r}, check=True); "
+              "p = r.provenance(); print(p['git_commit'], p['git_dirty'])")
+    env = {k: v for k, v in os.environ.items() if k != "MIUE_GIT_COMMIT"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, env={**env, "PYTHONPATH": str(repo)},
+                         capture_output=True, text=True, check=True).stdout.split()
+    later = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert later != first and out == [first, "False"]
