@@ -458,11 +458,15 @@ def _rates_of(cls: str, store: RunStore, rates: dict) -> list:
 
 def _scaled(per_unit: list, shape: tuple, units: float) -> tuple[float, str]:
     """The median rate × ``units``: the rate per unit is not constant across sizes and widths (per-epoch test
-    passes, caches, matrix shapes), so the records of the same shape decide where there are at least
-    :data:`NEAR_RECORDS` of them, else all."""
-    near = [u for u, s, _ in per_unit if s == shape]
-    use, which = (near, " of the same size") if len(near) >= NEAR_RECORDS else ([u for u, _, _ in per_unit], "")
-    return statistics.median(use) * units, f"estimated from {len(use)} records{which}"
+    passes, caches, matrix shapes; a narrow network's time is mostly overhead, not its width² FLOPs), so the
+    records of the same shape decide where there are at least :data:`NEAR_RECORDS` of them, else those of the
+    same shape at any training-set size (the same width, dataset, defense and epochs: a shape's first field is
+    its training images), else all."""
+    for level, which in ((shape, " of the same size"), (shape[1:], " of the same width (any size)")):
+        near = [u for u, s, _ in per_unit if s[len(s) - len(level):] == level and len(s) == len(shape)]
+        if len(near) >= NEAR_RECORDS:
+            return statistics.median(near) * units, f"estimated from {len(near)} records{which}"
+    return statistics.median([u for u, _, _ in per_unit]) * units, f"estimated from {len(per_unit)} records"
 
 
 def estimate_errors(store: RunStore | None = None, kinds=("victim", "poison")):

@@ -313,6 +313,32 @@ def test_an_estimate_scales_from_the_records_of_a_similar_size(tmp_path, monkeyp
     assert "of the same size" not in how and sec == pytest.approx(1.5 * grid._work(middle.config(), "victim")[1])
 
 
+def test_an_estimate_at_a_width_without_records_of_its_size_takes_that_width_s_records(tmp_path, monkeypatch):
+    # a 16,000-image victim at width 1/4 was estimated at 15.3 min from the rate of all victims (mostly width
+    # 1/8, where time is overhead more than width² FLOPs) and took 5: the records of its width decide next
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+
+    def record(n, width, seed, per_unit):
+        spec = ex.victim_spec(p.override(n_train=n, width=width), "clean", seed)
+        units = grid._work(spec.config(), "victim")[1]
+        store.get_or_compute(spec.kind, spec.config(), lambda ctx: {"metrics": {"seconds": per_unit * units}},
+                             device="cpu")
+    narrow, wide = p.width, 2 * p.width
+    for s in range(4):
+        record(500, narrow, s, 1.0)
+    record(500, wide, 0, 0.25)
+    for s in range(grid.NEAR_RECORDS - 1):
+        record(8000, wide, s, 0.25)
+    target = ex.victim_spec(p.override(n_train=2000, width=wide), "clean", 9)
+    sec, how = grid.estimate_seconds(target, store)
+    assert sec == pytest.approx(0.25 * grid._work(target.config(), "victim")[1]) and "same width" in how
+    other = ex.victim_spec(p.override(n_train=2000, width=4 * p.width), "clean", 9)  # no record of its width
+    sec, how = grid.estimate_seconds(other, store)
+    assert "same" not in how and sec == pytest.approx(1.0 * grid._work(other.config(), "victim")[1])
+
+
 def test_a_poison_is_estimated_by_its_own_method_s_work_and_a_cut_one_apart(tmp_path, monkeypatch):
     # REM's 256 training steps do not grow with the set, only its final regeneration does: scaling a 4,000-image
     # record by images put REM at 60,000 images at 15x; and a one-class poison cut from a whole-set poison in
