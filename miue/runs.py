@@ -371,6 +371,7 @@ class RunContext:
     cpu_complete: bool = True  # False when an earlier attempt's CPU time was not kept (its record says None)
     inputs_seconds: float = 0.0  # wall time spent inside this run computing its inputs (other runs), across resumes
     inputs_cpu_seconds: float = 0.0  # their CPU time (all threads)
+    computing_input: "RunContext | None" = None  # the input being computed inside this run right now
 
     def checkpoint(self, name: str = "checkpoint") -> Checkpoint:
         return Checkpoint(self.artifacts / f"{name}.safetensors")
@@ -385,7 +386,14 @@ class RunContext:
         return self.prior_cpu_seconds + time.process_time() - self.cpu_started
 
     def _times(self) -> dict:
+        """What a heartbeat keeps for a resume. An input still computing counts as inputs with its time so far
+        in this attempt: killed now, this run must not resume with that time taken for its own (the input's
+        own progress file keeps it for the input's record, and :meth:`charge_inputs` leaves it out later)."""
         inputs = {"inputs_seconds": self.inputs_seconds, "inputs_cpu_seconds": self.inputs_cpu_seconds}
+        inner = self.computing_input
+        if inner is not None:
+            inputs["inputs_seconds"] += inner.elapsed() - inner.prior_seconds
+            inputs["inputs_cpu_seconds"] += inner.cpu_elapsed() - inner.prior_cpu_seconds
         if not self.cpu_complete:  # never pass a partial CPU time off as the whole run's to a later resume
             return {"seconds": self.elapsed(), **inputs}
         return {"seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed(), **inputs}
@@ -632,12 +640,15 @@ class RunStore:
             tracker.start()
             started = datetime.now(timezone.utc)
             parent, token = _ACTIVE_RUN.get(), _ACTIVE_RUN.set(ctx)
+            if parent is not None:
+                parent.computing_input = ctx
             try:
                 result = compute(ctx)
             except BaseException:
                 _ACTIVE_RUN.reset(token)
                 if parent is not None:
                     parent.charge_inputs(ctx)
+                    parent.computing_input = None
                 stop.set()
                 tracker.join(10)  # no late beat may overwrite the final value
                 try:
@@ -649,6 +660,7 @@ class RunStore:
             _ACTIVE_RUN.reset(token)
             if parent is not None:
                 parent.charge_inputs(ctx, wall, cpu)
+                parent.computing_input = None
             stop.set()
             tracker.join(10)
             if not isinstance(result, dict):

@@ -365,6 +365,33 @@ def test_cpu_time_counts_work_not_waiting_and_survives_a_resume(store):
     assert compute_seconds({"provenance": {k: v for k, v in pv.items() if k != "cpu_time_s"}}) == pv["wall_time_s"]
 
 
+def test_an_input_still_computing_counts_as_inputs_in_what_a_heartbeat_keeps(store):
+    """Killed while it computes an input, a run resumes from what its last heartbeat kept: the input's time so far
+    must be there as inputs, not as the run's own (a 16,000-image victim killed during its poison's regeneration
+    recorded 992 s of its own compute for a 270-s training)."""
+    seen = {}
+
+    def parent(ctx):
+        busy(0.1)
+
+        def child(inner):
+            busy(0.4)
+            seen["beat"] = ctx._times()  # what the parent's heartbeat writes now
+            return {"metrics": {"x": 1.0}}
+        store.get_or_compute("input", {"seed": 3}, child)
+        seen["after"] = ctx._times()
+        return {"metrics": {"y": 1.0}}
+
+    par = store.get_or_compute("toy", {"seed": 7}, parent)["provenance"]
+    beat = seen["beat"]
+    assert beat["inputs_cpu_seconds"] >= 0.4 and beat["inputs_seconds"] >= beat["inputs_cpu_seconds"] - 0.05
+    assert 0.1 <= beat["cpu_seconds"] - beat["inputs_cpu_seconds"] < 0.4  # the run's own: the 0.1 s before it
+    kid = store.get("input", {"seed": 3})["provenance"]
+    # once the input is done it is counted once, by its record's time
+    assert seen["after"]["inputs_cpu_seconds"] == pytest.approx(kid["cpu_time_s"], abs=0.01)
+    assert par["inputs_cpu_time_s"] == pytest.approx(kid["cpu_time_s"], abs=0.01)
+
+
 def test_inputs_computed_inside_a_run_count_in_their_own_record_only(store):
     """A run that computes a missing input (another run, or a recorded input's artifacts regenerated for a lost
     cache) records the time that took as its inputs' time, and its compute time leaves it out, so the Reproduce
