@@ -315,12 +315,17 @@ def artifact(spec: Spec, name: str, store: RunStore | None = None, progress: boo
         dev = resolve_device(device)
         compute = _COMPUTE[type(spec)]
 
+        computed = []
+
         def regenerate(ctx):
             if store.verified_artifact(spec.kind, record["hash"], name) is not None:  # another process did it
                 return {"metrics": record["metrics"]}
+            computed.append(True)
             return compute(spec, ctx, store, progress, dev)
 
         fresh = store.get_or_compute(spec.kind, spec.config(), regenerate, device=str(dev), force=True, write=False)
+        if computed:
+            store.note_regeneration(record, fresh)
         path = store.verified_artifact(spec.kind, record["hash"], name)
         if path is None:
             raise RuntimeError(f"regenerating {spec.address} did not produce {name}")

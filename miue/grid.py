@@ -421,8 +421,9 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     :data:`NEAR_RECORDS`, else from all (None when there is nothing to scale); :func:`estimate_errors` says
     how close such estimates come.
 
-    A run recorded on another device (a lent GPU) is estimated as if missing, so that the seconds are always
-    the recording device's (2 CPU cores); ``how`` then starts with "recorded" too."""
+    A run recorded on another device (a lent GPU) takes the median time of its measured regenerations on a
+    CPU (:meth:`miue.runs.RunStore.regenerations`) where there are any, else it is estimated as if missing, so
+    that the seconds are always the recording device's (2 CPU cores); ``how`` then starts with "recorded" too."""
     rec = store.get(kind_of(spec), spec.config())
     elsewhere = None
     if rec is not None:
@@ -430,6 +431,9 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
         if device == "cpu":
             return compute_seconds(rec), "recorded"
         elsewhere = f"recorded on {device} in {compute_seconds(rec):.0f} s"
+        here = _regenerated_seconds(store, rec)
+        if here:
+            return statistics.median(here), f"{elsewhere}; regenerated on the CPU in {statistics.median(here):.0f} s"
     if spec.config().get("after_epoch"):  # read from its run's cache; the run itself is listed on its own
         return 0.0, "a snapshot of its run"
     w = _work(spec.config(), kind_of(spec))
@@ -443,17 +447,29 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
 
 
 def _rates_of(cls: str, store: RunStore, rates: dict) -> list:
-    """(seconds per unit of work, shape, hash) of every CPU record of class ``cls`` (kind and method), kept in
-    ``rates``; a snapshot's record is left out (its time is its run's, or nothing)."""
+    """(seconds per unit of work, shape, hash) of every CPU record of class ``cls`` (kind and method) and of
+    every record made elsewhere that was regenerated on a CPU (its median regeneration), kept in ``rates``; a
+    snapshot's record is left out (its time is its run's, or nothing)."""
     if cls not in rates:
         rates[cls] = []
         for r in store.records(cls.split("/")[0]):
             if r["config"].get("after_epoch"):
                 continue
             rw = _work(r["config"], r["kind"])
-            if rw and rw[0] == cls and rw[1] > 0 and r["provenance"].get("device", "cpu") == "cpu":
-                rates[cls].append((compute_seconds(r) / rw[1], _shape(r["config"], r["kind"]), r["hash"]))
+            if not (rw and rw[0] == cls and rw[1] > 0):
+                continue
+            cpu = [compute_seconds(r)] if r["provenance"].get("device", "cpu") == "cpu" else \
+                _regenerated_seconds(store, r)
+            if cpu:
+                rates[cls].append((statistics.median(cpu) / rw[1], _shape(r["config"], r["kind"]), r["hash"]))
     return rates[cls]
+
+
+def _regenerated_seconds(store: RunStore, record: dict) -> list:
+    """The compute time of each measured regeneration of ``record``'s run on a CPU (2 threads or not, as
+    recorded; a regeneration on a GPU says nothing about the CPU)."""
+    return [compute_seconds({"provenance": g}) for g in store.regenerations(record["kind"], record["hash"])
+            if str(g.get("device", "cpu")).startswith("cpu") and g.get("wall_time_s") is not None]
 
 
 def _scaled(per_unit: list, shape: tuple, units: float) -> tuple[float, str]:
@@ -522,8 +538,9 @@ def regeneration_seconds(spec, store: RunStore, _rates: dict | None = None, _see
 
 def runs_elsewhere(store: RunStore | None = None):
     """The records computed on a device other than the CPU (a lent GPU): one row per kind and device with the
-    runs, their wall time there, and the same runs' estimated time on the recording CPU (images × epochs ×
-    width² × pixels at the median rate of its CPU records; the speed-up is the ratio)."""
+    runs, their wall time there, and the same runs' time on the recording CPU: measured where a run was
+    regenerated on a CPU, else estimated (its unit of work, :func:`_work`, at the median rate of its class's
+    CPU times); the speed-up is the ratio."""
     import pandas as pd
     store = store or RunStore()
     rates: dict = {}
@@ -535,24 +552,25 @@ def runs_elsewhere(store: RunStore | None = None):
                 continue
             w = _work(r["config"], kind)
             cpu = None
-            if w is not None:
-                if w[0] not in rates:
-                    per_unit = [compute_seconds(q) / qw[1] for q in store.records(w[0].split("/")[0])
-                                if not q["config"].get("after_epoch") and q["provenance"].get("device", "cpu") == "cpu"
-                                and (qw := _work(q["config"], q["kind"])) and qw[0] == w[0] and qw[1] > 0]
-                    rates[w[0]] = statistics.median(per_unit) if per_unit else None
-                cpu = None if rates[w[0]] is None else rates[w[0]] * w[1]
+            here = _regenerated_seconds(store, r)
+            if here:  # regenerated on a CPU: measured
+                cpu = statistics.median(here)
+            elif w is not None:
+                per_unit = [u for u, _, _ in _rates_of(w[0], store, rates)]
+                cpu = statistics.median(per_unit) * w[1] if per_unit else None
             key = (kind, r["provenance"].get("device_name") or device)
-            row = rows.setdefault(key, {"kind": kind, "device": key[1], "runs": 0, "wall there (min)": 0.0,
-                                        "estimated on 2 CPU cores (min)": 0.0, "_cpu_known": 0.0})
+            row = rows.setdefault(key, {"kind": kind, "device": key[1], "runs": 0, "regenerated here": 0,
+                                        "wall there (min)": 0.0,
+                                        "on 2 CPU cores, measured or estimated (min)": 0.0, "_cpu_known": 0.0})
             row["runs"] += 1
+            row["regenerated here"] += bool(here)
             row["wall there (min)"] += r["provenance"]["wall_time_s"] / 60
             if cpu is not None:
-                row["estimated on 2 CPU cores (min)"] += cpu / 60
+                row["on 2 CPU cores, measured or estimated (min)"] += cpu / 60
                 row["_cpu_known"] += r["provenance"]["wall_time_s"] / 60
-    out = pd.DataFrame(list(rows.values()), columns=["kind", "device", "runs", "wall there (min)",
-                                                     "estimated on 2 CPU cores (min)", "_cpu_known"])
-    out["speed-up"] = out["estimated on 2 CPU cores (min)"] / out["_cpu_known"].where(out["_cpu_known"] > 0)
+    out = pd.DataFrame(list(rows.values()), columns=["kind", "device", "runs", "regenerated here", "wall there (min)",
+                                                     "on 2 CPU cores, measured or estimated (min)", "_cpu_known"])
+    out["speed-up"] = out["on 2 CPU cores, measured or estimated (min)"] / out["_cpu_known"].where(out["_cpu_known"] > 0)
     return out.drop(columns="_cpu_known").round(1).set_index(["kind", "device"])
 
 

@@ -524,6 +524,34 @@ class RunStore:
                 out.append(r)
         return out
 
+    # -- measured regenerations --------------------------------------------------------------------------
+
+    def regeneration_path(self, kind: str, h: str) -> Path:
+        """Beside the records, never in them (``runs-regenerated/`` next to ``runs/``): a record stays exactly as
+        its run wrote it."""
+        return self.root.with_name(self.root.name + "-regenerated") / kind / f"{h}.json"
+
+    def note_regeneration(self, record: dict, fresh: dict) -> None:
+        """Keep what recomputing a recorded run's artifacts cost here (``fresh``: the would-be record that
+        ``get_or_compute(..., write=False)`` returned) and whether they came out the same: a run recorded on a
+        lent GPU then has a measured cost on this machine as well (:func:`miue.grid.estimate_seconds`)."""
+        path = self.regeneration_path(record["kind"], record["hash"])
+        entry = {**fresh["provenance"], "artifacts_match": (fresh.get("artifacts") or {}) == (
+            record.get("artifacts") or {})}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(path, {"kind": record["kind"], "hash": record["hash"],
+                                  "regenerations": self.regenerations(record["kind"], record["hash"]) + [entry]})
+
+    def regenerations(self, kind: str, h: str) -> list[dict]:
+        """The provenance of each measured regeneration of run ``kind``/``h`` (oldest first; [] when none, or
+        when the file is not this store's)."""
+        try:
+            got = json.loads(self.regeneration_path(kind, h).read_text())
+        except (OSError, ValueError):
+            return []
+        regs = got.get("regenerations") if isinstance(got, dict) and got.get("hash") == h else None
+        return [g for g in regs if isinstance(g, dict)] if isinstance(regs, list) else []
+
     # -- artifacts ------------------------------------------------------------------------------------
 
     def artifact_path(self, kind: str, h: str, name: str) -> Path:

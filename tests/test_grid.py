@@ -234,6 +234,37 @@ def test_a_run_recorded_on_a_gpu_counts_as_recorded_and_its_cost_is_estimated_fo
     assert grid.missing_specs([on_cpu, on_gpu], store) == []
 
 
+def test_a_gpu_record_regenerated_here_is_costed_by_that_measurement_and_stays_as_it_was(tmp_path):
+    # poisons recorded on a lent GPU and regenerated on this CPU were estimated at 2-3x what their regeneration
+    # took: a regeneration's time is kept beside the record, and the estimate takes it
+    import shutil
+    import torch
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    spec = ex.poison_spec(p, "random")
+    compute = ex._COMPUTE[type(spec)]
+    rec = store.get_or_compute(spec.kind, spec.config(),  # a record that says a GPU made it
+                               lambda ctx: compute(spec, ctx, store, False, torch.device("cpu")), device="cuda")
+    path = store.record_path(spec.kind, rec["hash"])
+    committed = path.read_bytes()
+    assert store.regenerations(spec.kind, rec["hash"]) == []
+    assert "regenerated" not in grid.estimate_seconds(spec, store)[1]
+    shutil.rmtree(store.cache / spec.kind / rec["hash"])  # a fresh clone: records only
+    ex.artifact(spec, ex.POISON_FILE, store, progress=False, device="cpu")
+    ex.artifact(spec, ex.POISON_FILE, store, progress=False, device="cpu")  # cached now: nothing recomputed
+    regs = store.regenerations(spec.kind, rec["hash"])
+    assert len(regs) == 1 and regs[0]["device"] == "cpu" and isinstance(regs[0]["artifacts_match"], bool)
+    assert path.read_bytes() == committed and store.get(spec.kind, spec.config()) == rec
+    sec, how = grid.estimate_seconds(spec, store)
+    assert how.startswith("recorded on cuda") and "regenerated on the CPU" in how
+    assert sec == pytest.approx(grid.compute_seconds({"provenance": regs[0]})) and sec > 0
+    # and it is a rate for the runs of its class that have no record yet
+    other = ex.poison_spec(p, "random", seed=5)
+    assert grid.estimate_seconds(other, RunStore(store.root, store.cache))[0] == pytest.approx(sec)
+    store.regeneration_path(spec.kind, rec["hash"]).write_text("{not json")  # damaged: ignored, not fatal
+    assert store.regenerations(spec.kind, rec["hash"]) == []
+
+
 def test_a_missing_run_is_estimated_with_regenerating_the_cached_inputs_it_reads(tmp_path):
     # every session here starts without the cache: a victim whose poison is recorded but not cached costs
     # the poison's regeneration too, and --within must know it
