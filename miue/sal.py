@@ -80,8 +80,12 @@ def _check_search(eps, steps, lr, batch_size) -> None:
 
 def _trace(model: nn.Module):
     """``torch.fx`` trace of ``model`` (sharing its modules), or None when the model is not traceable."""
+    class Tracer(torch.fx.Tracer):  # every conv a leaf, torch's own or a subclass (StridedPointwiseConv)
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, qualname)
+
     try:
-        return torch.fx.symbolic_trace(model)
+        return torch.fx.GraphModule(model, Tracer().trace(model))
     except Exception:  # noqa: BLE001 - any tracing failure falls back to full forward passes
         return None
 
