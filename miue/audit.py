@@ -227,7 +227,10 @@ def main(argv=None) -> int:
                     "               the drift study; exits 1 when a metric drifts beyond them.\n"
                     "  (default)    the drift study: re-run one victim and one poison from scratch at several\n"
                     "               thread counts and record how far they move.")
-    ap.add_argument("--profile", default="cpu")
+    from .profiles import PROFILES
+    ap.add_argument("--profile", default="cpu", choices=list(PROFILES),
+                    help="the profile whose recorded runs --sample re-runs, or whose budgets the drift study uses "
+                         "(default cpu)")
     ap.add_argument("--sample", type=int, default=None, metavar="K", help="audit K random recorded runs")
     ap.add_argument("--seed", type=int, default=None, help="which runs --sample picks (default: random)")
     ap.add_argument("--max-minutes", type=float, default=None,

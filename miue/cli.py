@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("usage: miue COMMAND [options]\n\ncommands:")
         for name, (_, what) in COMMANDS.items():
-            print(f"  {name:<8}{what}")
+            print(f"  {name:<10}{what}")
         print("\n'miue COMMAND --help' describes a command's options.")
         return 0
     if argv[0] not in COMMANDS:
@@ -30,7 +30,11 @@ def main(argv=None) -> int:
     import importlib
     target = COMMANDS[argv[0]][0]
     module_name, _, func = target.partition(":")
-    return getattr(importlib.import_module(module_name), func or "main")(argv[1:]) or 0
+    try:
+        return getattr(importlib.import_module(module_name), func or "main")(argv[1:]) or 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's convention for SIGINT (128 + 2)
+        print(f"\nmiue {argv[0]}: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

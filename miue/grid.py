@@ -21,6 +21,7 @@ between runs instead of in the middle of one.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
@@ -659,20 +660,29 @@ def _report(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def plain(text: str) -> str:
+    """Docstring text for a terminal: Sphinx roles and double backquotes removed."""
+    text = re.sub(r":(?:func|class|mod|data|meth|attr):`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="miue grid", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n", 1)[1].strip() if "\n\n" in __doc__ else __doc__,
+        description=plain(__doc__.split("\n\n", 1)[1].strip() if "\n\n" in __doc__ else __doc__),
         epilog="examples:\n"
                "  miue grid 01_at_a_glance --profile cpu --dry-run\n"
                "  miue grid 03_effective_ues_reduce_mi --profile smoke --cluster local --jobs 2\n"
                "  miue grid paper_sample_size --profile full --cluster slurm --partition gpu --gpus 1 --jobs 8\n"
                "  miue grid 12_augmentations_and_purifications 14_how_transferable paper_sample_size@full   # one after another\n")
     ap.add_argument("chapters", nargs="+", metavar="CHAPTER",
-                    help="a chapter or study, or several run one after another (a failed run does not stop the "
-                         "next chapter); CHAPTER@PROFILE runs that one at another profile: "
-                         + ", ".join(sorted({**CHAPTERS, **STUDIES})))
-    ap.add_argument("--profile", default="cpu", help="smoke, cpu, full, gpu or paper (default cpu)")
+                    help="a chapter (the runs its notebook reads) or a study (a grid that no notebook computes), or "
+                         "several, run one after another (a failed run does not stop the next); CHAPTER@PROFILE "
+                         "runs that one at another profile. Chapters: " + ", ".join(CHAPTERS) + ". Studies: "
+                         + ", ".join(STUDIES) + " (05_sal_under_defenses: chapter 5's SAL measured on victims "
+                         "trained under each defense)")
+    from .profiles import PROFILES
+    ap.add_argument("--profile", default="cpu", choices=list(PROFILES), help="the profile (default cpu)")
     ap.add_argument("--cluster", default="inline", choices=CLUSTERS, help="where jobs run (default inline)")
     ap.add_argument("--jobs", type=int, default=1, help="jobs at a time (local), or the Slurm array's parallelism")
     ap.add_argument("--threads", type=int, default=None,
@@ -753,10 +763,15 @@ def _chapter(args, chapter: str, p, store: RunStore, deadline: float | None = No
               f"{'' if how == 'recorded' else how + '  '}{s.describe()}")
     missing = missing_specs(specs, store)
     scale = args.throughput or 1.0
-    print(f"{len(specs)} runs, {len(missing)} missing; estimated {total_missing / 3600 / scale:.2f} hours "
-          f"for the missing ones" + (f" at {scale:g}x the recording device's speed" if args.throughput else
-                                     " on the recording device (2-core CPU)")
-          + (f", {unknown} without an estimate" if unknown else ""), flush=True)
+    where = (f" at {scale:g}x the recording device's speed" if args.throughput else
+             " on the recording device (2-core CPU)")
+    if missing and unknown == len(missing):
+        print(f"{len(specs)} runs, {len(missing)} missing; cannot estimate their cost: no recorded run of their "
+              "kinds in this store to measure from (run one, or point --runs at a store with records)", flush=True)
+    else:
+        print(f"{len(specs)} runs, {len(missing)} missing; estimated {total_missing / 3600 / scale:.2f} hours "
+              f"for the missing ones{where}" + (f", plus {unknown} that cannot be estimated (no record of their "
+                                               "kind to measure from)" if unknown else ""), flush=True)
     if args.dry_run:
         return []
     stored = [s for s in missing if isinstance(s, StoredSpec)]

@@ -47,13 +47,67 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".ti
 MAX_EPSILON = 16 / 255
 DELTA_FILE = "delta.safetensors"
 MANIFEST = "manifest.json"
-STATE_DIR = ".miue"
+LEGACY_STATE_DIR = ".miue"  # where miue < 0.9 kept its state, inside OUT_DIR (it held δ: removed on sight)
 JOURNAL = "written.jsonl"
-REFERENCES = ("fashion-mnist", "cifar10", "cifar100", "none")
+PART_SUFFIX = ".miue-part"  # a PNG being written; removed when found after an interruption
+REFERENCES = ("fashion-mnist", "cifar10-jpeg", "cifar10", "cifar100", "none")
+# measured on 2 CPU cores (see the book's page "Protecting your own images"); filled from the records there
+PROTECT_TIMES = "  (not yet measured)"
 
 
 class ProtectError(ValueError):
     """Bad input to protect or verify: the message says what is wrong and what to do."""
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+# ------------------------------------------------------------------------------------------- state
+
+def state_root() -> Path:
+    """Where resumable state lives by default: ``$MIUE_STATE``, else ``$XDG_CACHE_HOME/miue``, else
+    ``~/.cache/miue``; never inside a folder that is published."""
+    if os.environ.get("MIUE_STATE"):
+        return Path(os.environ["MIUE_STATE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "miue"
+
+
+def _job_key(*folders: Path) -> str:
+    return hashlib.sha256("\n".join(str(Path(f).resolve()) for f in folders).encode()).hexdigest()[:16]
+
+
+def state_dir(command: str, *folders: Path, state: str | Path | None = None) -> Path:
+    """The state folder of one job: ``state`` when given, else the state root's ``command/<job key>``,
+    the key a hash of the job's folders (the same command resumes in the same place)."""
+    return Path(state) if state is not None else state_root() / command / _job_key(*folders)
+
+
+def _check_state(state: Path, out_dir: Path) -> None:
+    a, b = state.resolve(), out_dir.resolve()
+    if a == b or b in a.parents:
+        raise ProtectError(f"--state {state} is inside OUT_DIR {out_dir}: the state holds the perturbation, which "
+                           "undoes the protection; choose a folder outside OUT_DIR")
+
+
+def _pointer(out_dir: Path) -> Path:
+    """A small note, outside OUT_DIR, of which input folder a protected folder came from (for verify)."""
+    return state_root() / "originals" / f"{_job_key(out_dir)}.json"
+
+
+def _clean_out_dir(out_dir: Path) -> list[str]:
+    """Remove what an older or interrupted run left in OUT_DIR that is not meant to be published: the old
+    in-folder state (it held δ and the originals' thumbnails) and half-written PNGs. Returns what went."""
+    import shutil
+    gone = []
+    legacy = out_dir / LEGACY_STATE_DIR
+    if legacy.is_dir():
+        shutil.rmtree(legacy)
+        gone.append(str(legacy))
+    for part in out_dir.rglob(f"*{PART_SUFFIX}"):
+        part.unlink(missing_ok=True)
+        gone.append(str(part))
+    return gone
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -67,7 +121,8 @@ def parse_epsilon(text) -> float:
     if value >= 1 and float(value).is_integer():
         value /= 255  # '8' means 8 levels
     if not 0 < value < 1:
-        raise ProtectError(f"--epsilon {text!r} must lie between 0 and 1 on the pixel scale (8/255 is the default)")
+        raise ProtectError(f"--epsilon {text!r} is out of range: give levels of 255 (8, 8/255) or a fraction of the "
+                           "pixel range below 1 (0.0314); 8/255 is the default")
     return value
 
 
@@ -188,12 +243,12 @@ def scan(in_dir: str | Path, size: int) -> tuple[list[SourceImage], str]:
         if min(im.size) < size:
             small.append(f"{rel} ({im.size[0]}×{im.size[1]})")
         label = p.relative_to(root).parts[0] if layout == "classes" else root.name
-        pixels = hashlib.sha256(f"{im.mode}{im.size}".encode() + im.tobytes()).hexdigest()
+        pixels = pixels_sha256(im)
         out.append(SourceImage(p, rel, label, file_sha256(p), pixels, im.size, im.mode))
     if problems:
         raise ProtectError(f"{len(problems)} of {len(paths)} files cannot be protected:\n  " + "\n  ".join(problems))
     if small:
-        raise ProtectError(f"{len(small)} images are smaller than the model's {size}×{size} input: "
+        raise ProtectError(f"{_count(len(small), 'image is', 'images are')} smaller than the model's {size}×{size} input: "
                            f"{', '.join(small[:5])}{' …' if len(small) > 5 else ''}; remove or enlarge them, "
                            "or choose a smaller --size")
     return out, layout
@@ -221,7 +276,7 @@ def _check_folders(in_dir: Path, out_dir: Path) -> None:
 def reference_set(reference: str, size: int, n: int | None, seed: int = 0, split: str = "train") -> ImageDataset:
     """The classes that play "everyone else" in one-class mode: a dataset name or a folder of class
     sub-folders, as ``size``×``size`` RGB; ``n`` images, class-balanced (all when None)."""
-    if reference in ("fashion-mnist", "cifar10", "cifar100"):
+    if reference in REFERENCES[:-1]:
         ds = stratified_subset(load(reference, split), n, seed)
         x = ds.images.float()
         if x.shape[1] == 1:
@@ -255,6 +310,7 @@ class Protection:
     written: int = 0
     skipped: int = 0
     warnings: list = field(default_factory=list)
+    state: Path | None = None  # the state folder, when kept (--keep-state)
 
 
 def protect_config(images: list[SourceImage], method: str, eps: float, profile_name: str = "cpu",
@@ -319,10 +375,13 @@ def _compute_protection(images, cfg, reference, device, progress):
         delta = poison.delta[owner].float().contiguous()
         digest = ctx.save_artifact(DELTA_FILE, {"delta": delta})
         ctx.checkpoint().remove()
-        stats, samples = [], {}
+        stats, samples, published = [], {}, []
         for i, s in enumerate(images):
-            px, _, _ = _rgb_array(open_image(s.path))
-            stats.append(image_stats(px, protected_pixels(px, delta[i], cfg["eps"])))
+            px, mode, alpha = _rgb_array(open_image(s.path))
+            after = protected_pixels(px, delta[i], cfg["eps"])
+            stats.append(image_stats(px, after))
+            published.append((Path(s.rel).with_suffix(".png").as_posix(), s.label,
+                              pixels_sha256(_published_image(after, mode, alpha))))
         firsts = [next(i for i, s in enumerate(images) if s.label == c) for c in cfg["owner_classes"]][:4]
         for i in firsts:  # small before/after pictures for the book, one per class
             px, _, _ = _rgb_array(open_image(images[i].path))
@@ -338,7 +397,8 @@ def _compute_protection(images, cfg, reference, device, progress):
                             "max_linf_levels": max(s["linf_levels"] for s in stats),
                             "mean_psnr_db": sum(psnr) / len(psnr) if psnr else None,
                             "min_psnr_db": min(psnr) if psnr else None,
-                            "source_checks": {k: v for k, v in checks.items() if isinstance(v, (int, float))}},
+                            "source_checks": {k: v for k, v in checks.items() if isinstance(v, (int, float))},
+                            "published_pixels": _pixels_digest(published)},
                 "history": poison.meta.get("history", []), "samples": samples, "artifacts": {DELTA_FILE: digest}}
     return compute
 
@@ -355,31 +415,67 @@ def budget_text(attack: dict) -> str:
                                                    else "")
 
 
-def _png_bytes(pixels: torch.Tensor, mode: str, alpha: torch.Tensor | None) -> bytes:
-    import io
-
+def _published_image(pixels: torch.Tensor, mode: str, alpha: torch.Tensor | None):
+    """The PIL image that is written: ``pixels`` (uint8 C×H×W) in ``mode``, the original alpha plane kept."""
     import numpy as np
     from PIL import Image
     arr = pixels.permute(1, 2, 0).numpy() if pixels.shape[0] == 3 else pixels[0].numpy()
     if mode == "RGBA":
         arr = np.concatenate([arr, alpha.numpy()[..., None]], axis=2)
+    return Image.fromarray(np.ascontiguousarray(arr), mode)
+
+
+def pixels_sha256(im) -> str:
+    """SHA-256 of a PIL image's decoded pixels (mode, size, bytes): how an image is known whatever its encoding."""
+    return hashlib.sha256(f"{im.mode}{im.size}".encode() + im.tobytes()).hexdigest()
+
+
+def _png_bytes(pixels: torch.Tensor, mode: str, alpha: torch.Tensor | None) -> bytes:
+    import io
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr), mode).save(buf, format="PNG")  # no info, no EXIF: metadata dropped
+    _published_image(pixels, mode, alpha).save(buf, format="PNG")  # no info, no EXIF: metadata dropped
     return buf.getvalue()
+
+
+def _pixels_digest(entries) -> str:
+    """Digest of (published path, class, pixel SHA-256) triples: what verify checks, by content."""
+    h = hashlib.sha256()
+    for path, label, digest in sorted(entries):
+        h.update(f"{path}\t{label}\t{digest}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def auto_reference_size(n_images: int, profile_name: str) -> int:
+    """The reference set sized to the job (``--reference-size`` unset): as many reference images as the owner
+    has, at least 200 (20 a class) and at most the profile's training-set size. Generation cost grows with the
+    images it runs on (reference + owner's), so a dozen photos take about a minute and 1,000 photos minutes."""
+    from .profiles import profile
+    cap = profile(profile_name).n_train or 4000
+    return int(min(cap, max(200, n_images)))
 
 
 def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", epsilon="8/255",
             profile_name: str = "cpu", reference: str = "fashion-mnist", reference_size: int | None = None,
             size: int = 32, seed: int = 0, device: str = "auto", force: bool = False, progress: bool = True,
-            store: RunStore | None = None) -> Protection:
-    """Protect every image under ``in_dir`` into ``out_dir`` (see the module docstring)."""
+            store: RunStore | None = None, state: str | Path | None = None, keep_state: bool = False) -> Protection:
+    """Protect every image under ``in_dir`` into ``out_dir`` (see the module docstring).
+
+    ``out_dir`` receives only what is meant to be published: the protected PNGs and ``manifest.json``, which
+    describes them (no input paths, no digests or pictures of the originals). The resumable state (the
+    perturbation δ, the generation checkpoint, the run record, the journal of written files) lives in
+    ``state`` (default: :func:`state_dir`, outside ``out_dir``) and is removed once the run has finished,
+    unless ``keep_state``. ``store`` (the book's) keeps the run record and δ elsewhere instead."""
+    import shutil
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     eps = parse_epsilon(epsilon)
     if eps > MAX_EPSILON + 1e-12 and not force:
@@ -388,12 +484,21 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
     if size < 8:
         raise ProtectError(f"--size {size} is too small for the source model; use 32 (the default) or more")
     _check_folders(in_dir, out_dir)
+    work = state_dir("protect", in_dir, out_dir, state=state)
+    _check_state(work, out_dir)
     from .train import resolve_device
     device = resolve_device(device)
     images, layout = scan(in_dir, size)
+    if reference_size is None and reference != "none":
+        reference_size = auto_reference_size(len(images), profile_name)
     cfg = protect_config(images, method, eps, profile_name, reference, reference_size, size, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = store or RunStore(out_dir / STATE_DIR / "runs", out_dir / STATE_DIR / "cache")
+    result = Protection({}, {}, out_dir)
+    result.warnings += [f"removed {g} (not meant to be published)" for g in _clean_out_dir(out_dir)]
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "job.json").write_text(json.dumps({"in_dir": str(in_dir.resolve()), "out_dir": str(out_dir.resolve())})
+                                   + "\n")
+    store = store or RunStore(work / "runs", work / "cache")
     compute = _compute_protection(images, cfg, reference, device, progress)
     record = store.get_or_compute("protect", cfg, compute, device=str(device), seed=seed)
     h = record["hash"]
@@ -403,9 +508,8 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
         path = store.verified_artifact("protect", h, DELTA_FILE)
     from .checkpoint import load_tensors
     delta = load_tensors(path)[0]["delta"]
-    result = Protection(record, {}, out_dir)
-    journal_path = out_dir / STATE_DIR / JOURNAL
-    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    result.record = record
+    journal_path = work / JOURNAL
     journal = {}
     if journal_path.exists():
         for line in journal_path.read_text().splitlines():
@@ -422,8 +526,8 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
             target = out_dir / rel_out
             done = journal.get(rel_out)
             if (done and done["sha256_in"] == s.sha256 and done["run"] == h and target.exists()
-                    and file_sha256(target) == done["sha256_out"]):
-                entries.append(done)
+                    and file_sha256(target) == done["entry"]["sha256"]):
+                entries.append(done["entry"])
                 result.skipped += 1
                 continue
             px, mode, alpha = _rgb_array(open_image(s.path))
@@ -433,11 +537,9 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
                 raise RuntimeError(f"{s.rel}: {st['linf_levels']} levels exceed the budget; nothing more written")
             data = _png_bytes(after, mode, alpha)
             _atomic_write(target, data)
-            e = {"path": rel_out, "source": s.rel, "class": s.label, "run": h, "sha256_in": s.sha256,
-                 "sha256_out": hashlib.sha256(data).hexdigest(), "size": list(s.size), "mode_in": s.mode,
-                 "mode_out": mode, "linf_levels": st["linf_levels"], "linf": st["linf_levels"] / 255,
-                 "psnr_db": st["psnr_db"]}
-            jf.write(json.dumps(e) + "\n")
+            e = {"path": rel_out, "class": s.label, "sha256": hashlib.sha256(data).hexdigest(),
+                 "size": list(s.size), "mode": mode, "linf_levels": st["linf_levels"], "psnr_db": st["psnr_db"]}
+            jf.write(json.dumps({"path": rel_out, "run": h, "sha256_in": s.sha256, "entry": e}) + "\n")
             jf.flush()
             entries.append(e)
             result.written += 1
@@ -453,13 +555,18 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
         "layout": layout, "classes": cfg["owner_classes"],
         "one_class_mode": cfg["reference"] is not None and len(cfg["owner_classes"]) == 1,
         "reference": None if cfg["reference"] is None else {"set": reference, **cfg["reference"]},
-        "input_dir": str(in_dir.resolve()), "run": f"protect/{h}",
         "summary": {"images": len(entries), "max_linf_levels": max(e["linf_levels"] for e in entries),
                     "min_psnr_db": min((e["psnr_db"] for e in entries if e["psnr_db"] is not None), default=None)},
         "images": entries,
     }
     _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     result.manifest = manifest
+    pointer = _pointer(out_dir)
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(json.dumps({"out_dir": str(out_dir.resolve()), "originals": str(in_dir.resolve())}) + "\n")
+    if not keep_state:
+        shutil.rmtree(work, ignore_errors=True)
+    result.state = None if not keep_state else work
     return result
 
 
@@ -471,9 +578,13 @@ def read_manifest(out_dir: str | Path) -> dict:
         raise ProtectError(f"{out_dir} has no {MANIFEST}: run 'miue protect IN_DIR {out_dir}' first (or let an "
                            "interrupted protect finish)")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except ValueError:
         raise ProtectError(f"{path} is not valid JSON: run 'miue protect' again to rewrite it") from None
+    if not isinstance(manifest, dict) or not all("sha256" in e for e in manifest.get("images") or [{}]):
+        raise ProtectError(f"{path} was written by an older miue (or is not a protect manifest): run 'miue protect' "
+                           "again to rewrite the folder")
+    return manifest
 
 
 def _split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
@@ -485,15 +596,16 @@ def _split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
     return sorted(perm[k:]), sorted(perm[:k])
 
 
-def verify_config(protect_run: str, reference: dict | None, input_size: int, profile_name: str = "cpu",
-                  holdout: float = 0.25, seed: int = 0, reference_size: int | None = None) -> dict:
-    """The frozen config of a verify run: the protection it checks, the reference set, the split and the
-    victims' recipe (the profile's)."""
+def verify_config(published: str, originals: str, reference: dict | None, input_size: int,
+                  profile_name: str = "cpu", holdout: float = 0.25, seed: int = 0,
+                  reference_size: int | None = None) -> dict:
+    """The frozen config of a verify run: the published images it checks and their originals (digests), the
+    reference set, the split and the victims' recipe (the profile's)."""
     from . import experiments as ex
     from .profiles import profile
     p = profile(profile_name)
     spec = ex.victim_spec(p, "clean", seed)
-    return {"protect_run": protect_run,
+    return {"published": published, "originals": originals,
             "reference": None if reference is None else {"set": reference["set"],
                                                          "size": reference_size or reference["size"],
                                                          "test_size": p.n_test or 1000},
@@ -501,11 +613,86 @@ def verify_config(protect_run: str, reference: dict | None, input_size: int, pro
             "recipe": settings.address(spec.recipe), "seed": seed, "input_size": input_size}
 
 
+def _originals(out_dir: Path, originals, manifest: dict, size: int) -> tuple[Path, dict]:
+    """(the originals' folder, published path → its original) for every image of the manifest."""
+    if originals is None:
+        pointer = _pointer(out_dir)
+        try:
+            originals = json.loads(pointer.read_text())["originals"]
+        except (OSError, ValueError, KeyError):
+            raise ProtectError(f"which folder holds the originals of {out_dir}? pass --originals IN_DIR (the folder "
+                               "'miue protect' read; the control victim trains on it)") from None
+    src = Path(originals)
+    if not src.is_dir():
+        raise ProtectError(f"--originals {src} is not a folder: pass the folder 'miue protect' read")
+    found = {Path(s.rel).with_suffix(".png").as_posix(): s for s in scan(src, size)[0]}
+    missing = [e["path"] for e in manifest["images"] if e["path"] not in found]
+    if missing:
+        raise ProtectError(f"{src} lacks the originals of {_count(len(missing), 'protected image', 'protected images')}"
+                           f" ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}): pass --originals IN_DIR, "
+                           "the folder 'miue protect' read")
+    return src, {e["path"]: found[e["path"]] for e in manifest["images"]}
+
+
+def _originals_digest(original_of: dict) -> str:
+    """Digest of (published path, original's pixel SHA-256) pairs: the control victim's data, by content."""
+    return _pixels_digest((path, "", s.pixels_sha256) for path, s in original_of.items())
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95% at z = 1.96); honest at small n and at 0 or n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def gap_interval(k_control: int, k_protected: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of the accuracy gap control − protected on the same n held-out images (Newcombe's
+    MOVER-Wilson interval for a difference of proportions; it ignores the pairing, so it errs wide)."""
+    p1, p2 = k_control / n, k_protected / n
+    l1, u1 = wilson(k_control, n, z)
+    l2, u2 = wilson(k_protected, n, z)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+MIN_GAP = 0.10  # the protection "works" when it lowers held-out accuracy by at least this much (10 points)
+
+
+def verdict(k_control: int, k_protected: int, n: int, min_gap: float = MIN_GAP) -> dict:
+    """Whether the protection works: the gap's 95% interval entirely at or above ``min_gap`` (works), entirely
+    below it (does not work), or straddling it (cannot tell; then how many held-out images would decide at
+    the same accuracies)."""
+    lo, hi = gap_interval(k_control, k_protected, n)
+    gap = (k_control - k_protected) / n
+    out = {"gap": gap, "gap_low": lo, "gap_high": hi, "min_gap": min_gap, "n_test": n}
+    if lo >= min_gap:
+        return {**out, "verdict": "works"}
+    if hi < min_gap:
+        return {**out, "verdict": "does not work"}
+    needed = None
+    if abs(gap - min_gap) > 1e-9:
+        for m in (int(n * 1.25 ** i) + 1 for i in range(1, 60)):  # the same accuracies at m images
+            lo_m, hi_m = gap_interval(round(k_control / n * m), round(k_protected / n * m), m)
+            if lo_m >= min_gap or hi_m < min_gap:
+                needed = m
+                break
+    return {**out, "verdict": "cannot tell", "needed_test": needed}
+
+
 def verify(out_dir: str | Path, *, reference: str | None = None, originals: str | Path | None = None,
            profile_name: str = "cpu", holdout: float = 0.25, seed: int = 0, reference_size: int | None = None,
-           device: str = "auto", progress: bool = True, store: RunStore | None = None) -> dict:
+           device: str = "auto", progress: bool = True, store: RunStore | None = None,
+           state: str | Path | None = None, keep_state: bool = False, min_gap: float = MIN_GAP) -> dict:
     """Record (kind ``verify``) of the owner's check: protected-class test accuracy of a victim trained on
-    the protected images (plus the reference set) against a control victim trained on the clean originals."""
+    the protected images (plus the reference set) against a control victim trained on the clean originals,
+    each with its 95% interval, and the verdict (:func:`verdict`). State outside ``out_dir``, removed when
+    done unless ``keep_state``."""
+    import shutil
+
     from .models import create_model
     from .train import Recipe, evaluate, fit, per_class_accuracy, resolve_device
     device = resolve_device(device)
@@ -513,20 +700,29 @@ def verify(out_dir: str | Path, *, reference: str | None = None, originals: str 
     manifest = read_manifest(out_dir)
     if not 0 < holdout < 1:
         raise ProtectError(f"--holdout {holdout} must lie strictly between 0 and 1")
+    if not 0 < min_gap < 1:
+        raise ProtectError(f"--min-gap {min_gap} must lie strictly between 0 and 1 (0.10 is 10 points)")
     if reference is not None and manifest["reference"] is not None and reference != manifest["reference"]["set"]:
         warnings.warn(f"verifying with --reference {reference}; the images were protected against "
                       f"{manifest['reference']['set']}", stacklevel=2)
     if manifest["reference"] is not None and reference is not None:
         manifest = {**manifest, "reference": {**manifest["reference"], "set": reference}}
-    src = Path(originals or manifest["input_dir"])
-    cfg = verify_config(manifest["run"], manifest["reference"], manifest["source_model"]["input"][1], profile_name,
-                        holdout, seed, reference_size)
-    size = cfg["input_size"]
-    store = store or RunStore(out_dir / STATE_DIR / "runs", out_dir / STATE_DIR / "cache")
+    size = manifest["source_model"]["input"][1]
     for e in manifest["images"]:  # what is verified is what was written
         f = out_dir / e["path"]
-        if not f.is_file() or file_sha256(f) != e["sha256_out"]:
+        if not f.is_file() or file_sha256(f) != e["sha256"]:
             raise ProtectError(f"{f} is missing or differs from the manifest: run 'miue protect' again")
+    src, original_of = _originals(out_dir, originals, manifest, size)
+    published = _pixels_digest((e["path"], e["class"], pixels_sha256(open_image(out_dir / e["path"])))
+                               for e in manifest["images"])
+    cfg = verify_config(published, _originals_digest(original_of),
+                        manifest["reference"], size, profile_name, holdout, seed, reference_size)
+    work = state_dir("verify", out_dir, state=state)
+    _check_state(work, out_dir)
+    if store is None:
+        work.mkdir(parents=True, exist_ok=True)
+    store = store or RunStore(work / "runs", work / "cache")
+    k = math.floor(manifest["epsilon_value"] * 255 + 1e-6)
 
     def compute(ctx):
         owner_classes = manifest["classes"]
@@ -544,16 +740,17 @@ def verify(out_dir: str | Path, *, reference: str | None = None, originals: str 
             train_idx, test_idx = _split(len(members), holdout, cfg["split_seed"] + c)
             for i in train_idx:
                 e = members[i]
-                original = src / e["source"]
-                if not original.is_file() or file_sha256(original) != e["sha256_in"]:
-                    raise ProtectError(f"{original}: the original of {e['path']} is missing or changed; pass "
-                                       "--originals IN_DIR (the folder protect read)")
-                protected_file = out_dir / e["path"]
-                tr_prot.append(to_model_input(_rgb_array(open_image(protected_file))[0], size))
-                tr_clean.append(to_model_input(_rgb_array(open_image(original))[0], size))
+                clean = _rgb_array(open_image(original_of[e["path"]].path))[0]
+                prot = _rgb_array(open_image(out_dir / e["path"]))[0]
+                if clean.shape != prot.shape or (clean.int() - prot.int()).abs().max() > k:
+                    raise ProtectError(f"{original_of[e['path']].path} is not the original of {e['path']} (another "
+                                       f"size, or more than {k} levels away): pass --originals IN_DIR, the folder "
+                                       "'miue protect' read")
+                tr_prot.append(to_model_input(prot, size))
+                tr_clean.append(to_model_input(clean, size))
                 tr_y.append(offset + c)
             for i in test_idx:
-                te_x.append(to_model_input(_rgb_array(open_image(src / members[i]["source"]))[0], size))
+                te_x.append(to_model_input(_rgb_array(open_image(original_of[members[i]["path"]].path))[0], size))
                 te_y.append(offset + c)
         classes = (tuple(ref.classes) if ref is not None else ()) + tuple(owner_classes)
         owner_test = ImageDataset("owner", "test", torch.stack(te_x), torch.tensor(te_y), classes)
@@ -568,9 +765,11 @@ def verify(out_dir: str | Path, *, reference: str | None = None, originals: str 
             hist = fit(model, train, Recipe(**cfg["recipe"]), seed=cfg["seed"], device=device, progress=progress,
                        checkpoint=ctx.checkpoint(arm), desc=f"verify: {arm} victim")
             per_class = per_class_accuracy(model, owner_test, device)
+            acc = evaluate(model, owner_test, device)[1]
             m = {"protected_class_acc": {n: per_class[offset + c] for c, n in enumerate(owner_classes)},
-                 "protected_classes_acc": evaluate(model, owner_test, device)[1],
+                 "protected_classes_acc": acc, "correct": round(acc * len(te_y)),
                  "train_acc": hist[-1]["train_acc"]}
+            m["interval"] = list(wilson(m["correct"], len(te_y)))
             if ref_test is not None:
                 m["reference_acc"] = evaluate(model, ref_test, device)[1]
             metrics[arm] = m
@@ -581,21 +780,54 @@ def verify(out_dir: str | Path, *, reference: str | None = None, originals: str 
         metrics["n_reference"] = 0 if ref is None else len(ref)
         return {"metrics": metrics, "history": [{"arm": a, **h} for a in history for h in history[a]]}
 
-    return store.get_or_compute("verify", cfg, compute, device=str(device), seed=seed)
+    record = store.get_or_compute("verify", cfg, compute, device=str(device), seed=seed)
+    if not keep_state:
+        shutil.rmtree(work, ignore_errors=True)
+    return record
 
 
-def verify_table(record: dict) -> str:
+def record_verdict(record: dict, min_gap: float = MIN_GAP) -> dict:
+    """:func:`verdict` of a verify record (older records without counts: from the accuracies)."""
     m = record["metrics"]
-    rows = [("held-out accuracy of the protected class(es)", "protected_classes_acc"),
-            ("accuracy on the reference test set", "reference_acc"), ("final training accuracy", "train_acc")]
-    lines = [f"{'':<46}{'protected':>11}{'control':>11}"]
-    for label, key in rows:
+    n = m["n_test_owner"]
+    k = {a: m[a].get("correct", round(m[a]["protected_classes_acc"] * n)) for a in ("protected", "control")}
+    return verdict(k["control"], k["protected"], n, min_gap)
+
+
+def verdict_line(v: dict) -> str:
+    """The verdict in one line."""
+    gap = (f"gap {100 * v['gap']:.1f} points (95% interval {100 * v['gap_low']:.1f} to {100 * v['gap_high']:.1f}) "
+           f"on {v['n_test']} held-out images")
+    if v["verdict"] == "works":
+        return f"protection works: {gap}, at least {100 * v['min_gap']:g} points"
+    if v["verdict"] == "does not work":
+        return f"protection does not work: {gap}, below {100 * v['min_gap']:g} points"
+    need = (f"about {v['needed_test']} held-out images (about {math.ceil(v['needed_test'] / 0.25)} images at the "
+            "default --holdout) would decide at these accuracies" if v.get("needed_test")
+            else "the gap sits at the threshold, so more images would not decide it")
+    return f"cannot tell whether the protection works: {gap} straddles {100 * v['min_gap']:g} points; {need}"
+
+
+def verify_table(record: dict, min_gap: float = MIN_GAP) -> str:
+    m = record["metrics"]
+    n = m["n_test_owner"]
+    lines = [f"{'':<46}{'protected':>22}{'control':>22}"]
+
+    def cell(arm):
+        k = m[arm].get("correct", round(m[arm]["protected_classes_acc"] * n))
+        lo, hi = wilson(k, n)
+        return f"{m[arm]['protected_classes_acc']:.1%} [{lo:.0%}, {hi:.0%}]"
+    lines.append(f"{'held-out accuracy of the protected class(es)':<46}{cell('protected'):>22}{cell('control'):>22}")
+    for label, key in (("accuracy on the reference test set", "reference_acc"), ("final training accuracy",
+                                                                                 "train_acc")):
         if key in m["protected"]:
-            lines.append(f"{label:<46}{m['protected'][key]:>10.1%} {m['control'][key]:>10.1%}")
+            lines.append(f"{label:<46}{m['protected'][key]:>22.1%}{m['control'][key]:>22.1%}")
     for name, acc in m["protected"]["protected_class_acc"].items():
-        lines.append(f"{'  class ' + name:<46}{acc:>10.1%} {m['control']['protected_class_acc'][name]:>10.1%}")
-    lines.append(f"({m['n_train_owner']} protected training images, {m['n_test_owner']} held-out originals, "
-                 f"{m['n_reference']} reference images)")
+        lines.append(f"{'  class ' + name:<46}{acc:>22.1%}{m['control']['protected_class_acc'][name]:>22.1%}")
+    lines.append(f"({_count(m['n_train_owner'], 'protected training image', 'protected training images')}, "
+                 f"{_count(n, 'held-out original', 'held-out originals')}, "
+                 f"{_count(m['n_reference'], 'reference image', 'reference images')}; [95% Wilson intervals])")
+    lines.append(verdict_line(record_verdict(record, min_gap)))
     return "\n".join(lines)
 
 
@@ -605,67 +837,94 @@ PROTECT_HELP = """Protect a folder of images with unlearnable perturbations.
 
 Reads every image under IN_DIR (PNG, JPEG, and other still formats; any size; class sub-folders, or the
 folder as one class) and writes a protected PNG for each under OUT_DIR with the same relative name and
-size, plus OUT_DIR/manifest.json (method, settings, ε, source model, seed, per-image l∞ and PSNR). Each
-written image differs from its original by at most ε in every pixel and channel, after resizing and
-8-bit quantisation. Metadata (EXIF and the like) is dropped, after EXIF orientation is applied.
+size, plus OUT_DIR/manifest.json (method, settings, epsilon, source model, seed; per protected image its
+class, size, SHA-256, l-inf change and PSNR). Each written image differs from its original by at most
+epsilon in every pixel and channel, after resizing and 8-bit quantisation. Metadata (EXIF and the like) is
+dropped, after EXIF orientation is applied.
+
+OUT_DIR holds only what is meant to be published: the protected PNGs and the manifest, which names no
+input path and holds no digest or picture of the originals. The perturbation itself (which undoes the
+protection), the checkpoints and the journal live in a state folder outside OUT_DIR (--state; default
+~/.cache/miue/protect/<job>, or $MIUE_STATE) and are deleted when the run finishes (--keep-state keeps
+them). An interrupted run (Ctrl-C) resumes from there when the same command is run again. IN_DIR is
+never written to.
 
 With one class, a reference set (--reference) plays the other classes while the perturbation is
-computed (one-class mode, the MI-UE paper's App. G.1); it is never written out.
+computed (one-class mode, the MI-UE paper's App. G.1); it is never written out. Its size follows the job:
+as many reference images as yours, at least 200, at most the profile's 4,000 (--reference-size).
 
-An interrupted run resumes where it stopped (state in OUT_DIR/.miue). IN_DIR is never written to.
+How long it takes (default settings: MI-UE, cpu profile; measured on 2 CPU cores, no GPU):
+TIMES
 """
 
-VERIFY_HELP = """Check that a protected folder is unlearnable.
+VERIFY_HELP = """Check whether a protected folder is unlearnable, and say when the folder is too small to tell.
 
-Holds out a quarter (--holdout) of each protected class as clean originals, trains one victim on the rest
-of the protected images mixed with the reference set and one control victim on the same images
-unprotected, and prints the held-out accuracy of the protected classes for both. Protection works when
-the protected victim's accuracy is far below the control's.
+Holds out a quarter (--holdout) of each protected class as clean originals (read from --originals, the
+folder protect read; remembered on this machine when protect ran here), trains one victim on the rest of
+the protected images mixed with the reference set and one control victim on the same images unprotected,
+and prints the held-out accuracy of the protected classes for both, each with its 95% interval. The
+verdict, in one line: the protection works when the accuracy gap (control - protected) is at least
+--min-gap (10 points) with 95% confidence; it does not when the gap is below that with 95% confidence;
+otherwise verify says it cannot tell, and how many held-out images would decide at the same accuracies.
+State (victim checkpoints) lives outside OUT_DIR and is deleted when verify finishes.
 """
 
 
 def _common(ap):
-    ap.add_argument("--profile", default="cpu",
-                    help="generation and training budgets: smoke (seconds), cpu (minutes, default), gpu, paper")
+    from .profiles import PROFILES
+    ap.add_argument("--profile", default="cpu", choices=list(PROFILES),
+                    help="generation and training budgets: smoke (seconds, for trying the tool), cpu (default), "
+                         "full, gpu, paper (the paper's budgets, for a GPU)")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--reference-size", type=int, default=None,
-                    help="reference images, class-balanced (default: the profile's training-set size)")
+                    help="reference images, class-balanced (default: sized to the job, see above)")
+    ap.add_argument("--state", default=None, help="the state folder (default ~/.cache/miue/<command>/<job>); "
+                                                  "never inside OUT_DIR")
+    ap.add_argument("--keep-state", action="store_true",
+                    help="keep the state folder after success (it holds the perturbation: do not publish it)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def protect_main(argv=None) -> int:
     import argparse
-    ap = argparse.ArgumentParser(prog="miue protect", description=PROTECT_HELP,
+    ap = argparse.ArgumentParser(prog="miue protect", description=PROTECT_HELP.replace("TIMES", PROTECT_TIMES),
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="example:\n  miue protect photos/ photos-protected/ --method miue "
-                                        "--epsilon 8/255\n  miue verify photos-protected/")
+                                        "--epsilon 8/255\n  miue verify photos-protected/ --originals photos/")
     ap.add_argument("in_dir", metavar="IN_DIR", help="folder of images to protect (read only)")
     ap.add_argument("out_dir", metavar="OUT_DIR", help="where the protected PNGs and manifest.json go")
     from .attacks import ATTACKS
     ap.add_argument("--method", default="miue", choices=sorted(m for m, c in ATTACKS.items() if c.norm == "linf"
                                                              and m != "random"),
-                    help="the attack, an l∞ one (default miue)")
-    ap.add_argument("--epsilon", default="8/255", help="l∞ budget: 8/255 (default), 4/255 …; above 16/255 needs "
-                                                       "--force")
+                    help="the attack, an l-inf one (default miue)")
+    ap.add_argument("--epsilon", default="8/255", help="l-inf budget: 8/255 (default), 4/255, 8 (levels), 0.0314; "
+                                                       "above 16/255 needs --force")
     ap.add_argument("--reference", default="fashion-mnist",
-                    help="the other classes in one-class mode: fashion-mnist (default), cifar10, cifar100, a "
-                         "folder of class sub-folders, or none (needs two classes of your own)")
+                    help="the other classes while protecting: fashion-mnist (default), cifar10-jpeg (the JPEG copy "
+                         "of CIFAR-10, colour), cifar10, cifar100, a folder of class sub-folders, or none (needs "
+                         "two classes of your own)")
     ap.add_argument("--size", type=int, default=32, help="the source model's input side in pixels (default 32)")
-    ap.add_argument("--force", action="store_true", help="allow an ε above 16/255")
+    ap.add_argument("--force", action="store_true", help="allow an epsilon above 16/255")
     _common(ap)
     args = ap.parse_args(argv)
+    if args.reference_size is not None and args.reference_size < 10:
+        ap.error("--reference-size must be at least 10 (one image a class)")
     try:
         r = protect(args.in_dir, args.out_dir, method=args.method, epsilon=args.epsilon, profile_name=args.profile,
                     reference=args.reference, reference_size=args.reference_size, size=args.size, seed=args.seed,
-                    device=args.device, force=args.force, progress=not args.quiet)
+                    device=args.device, force=args.force, progress=not args.quiet, state=args.state,
+                    keep_state=args.keep_state)
     except ProtectError as exc:
         print(f"miue protect: {exc}", file=sys.stderr)
         return 2
+    for w in r.warnings:
+        print(f"miue protect: {w}", file=sys.stderr)
     s = r.manifest["summary"]
-    print(f"protected {s['images']} images into {r.out_dir} ({r.written} written, {r.skipped} already there); "
-          f"max change {s['max_linf_levels']} levels (ε = {r.manifest['epsilon']}), lowest PSNR "
-          f"{s['min_psnr_db']} dB; manifest: {r.out_dir / MANIFEST}")
+    print(f"protected {_count(s['images'], 'image', 'images')} into {r.out_dir} ({r.written} written, {r.skipped} "
+          f"already there); max change {s['max_linf_levels']} levels (epsilon = {r.manifest['epsilon']}), lowest PSNR "
+          f"{s['min_psnr_db']} dB; manifest: {r.out_dir / MANIFEST}"
+          + (f"; state kept in {r.state} (it holds the perturbation: do not publish it)" if r.state else ""))
     return 0
 
 
@@ -674,20 +933,23 @@ def verify_main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="miue verify", description=VERIFY_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir", metavar="OUT_DIR", help="a folder written by miue protect")
+    ap.add_argument("--originals", default=None, help="the folder protect read (default: remembered from protect "
+                                                      "on this machine)")
     ap.add_argument("--reference", default=None, help="the reference set (default: the one protect used)")
-    ap.add_argument("--originals", default=None, help="the folder protect read (default: as in the manifest)")
     ap.add_argument("--holdout", type=float, default=0.25, help="fraction of each class held out (default 0.25)")
+    ap.add_argument("--min-gap", type=float, default=MIN_GAP,
+                    help="the accuracy drop that counts as working, as a fraction (default 0.10: 10 points)")
     ap.add_argument("--json", default=None, help="also write the verify record to this file")
     _common(ap)
     args = ap.parse_args(argv)
     try:
         rec = verify(args.out_dir, reference=args.reference, originals=args.originals, profile_name=args.profile,
                      holdout=args.holdout, seed=args.seed, reference_size=args.reference_size, device=args.device,
-                     progress=not args.quiet)
+                     progress=not args.quiet, state=args.state, keep_state=args.keep_state, min_gap=args.min_gap)
     except ProtectError as exc:
         print(f"miue verify: {exc}", file=sys.stderr)
         return 2
-    print(verify_table(rec))
+    print(verify_table(rec, args.min_gap))
     if args.json:
         Path(args.json).write_text(json.dumps(rec, indent=1) + "\n")
     return 0
@@ -750,12 +1012,14 @@ def demo(method: str = "miue", profile_name: str = "cpu", crops: int = 100, refe
         kw = dict(method=method, profile_name=profile_name, reference_size=reference_size, seed=seed,
                   progress=progress, store=store)
         if prec is None:
-            prec = protect(photos, out, **kw).record
-        vcfg = verify_config(f"protect/{prec['hash']}", {"set": "fashion-mnist", **cfg["reference"]}, 32,
-                             profile_name, 0.25, seed)
+            prec = protect(photos, out, **kw, state=work / "protect-state").record
+        original_of = {Path(s.rel).with_suffix(".png").as_posix(): s for s in images}
+        vcfg = verify_config(prec["metrics"]["published_pixels"], _originals_digest(original_of),
+                             {"set": "fashion-mnist", **cfg["reference"]}, 32, profile_name, 0.25, seed)
         vrec = store.get("verify", vcfg)
         if vrec is None:
             if not (out / MANIFEST).exists():
-                protect(photos, out, **kw)
-            vrec = verify(out, profile_name=profile_name, seed=seed, progress=progress, store=store)
+                protect(photos, out, **kw, state=work / "protect-state")
+            vrec = verify(out, originals=photos, profile_name=profile_name, seed=seed, progress=progress,
+                          store=store, state=work / "verify-state")
         return prec, vrec

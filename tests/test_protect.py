@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,14 @@ from miue import protect as pr
 from miue.runs import RunStore
 
 SMALL = dict(profile_name="smoke", reference_size=60, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _state_root(tmp_path_factory):
+    """Default state folders (and the originals' pointer) in a scratch folder, not the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIUE_STATE", str(tmp_path_factory.mktemp("state")))
+        yield
 
 
 def _photo(rng, w, h, base):
@@ -56,8 +65,15 @@ def folders(tmp_path_factory):
                 Image.fromarray(arr).save(src / name / f"{k}.jpg", quality=90)
     before = _sha_tree(src)
     out = root / "out"
-    result = pr.protect(src, out, **SMALL)
+    result = pr.protect(src, out, **SMALL, keep_state=True)
     return src, out, result, before
+
+
+def _source(src: Path, published: str) -> Path:
+    """The original of a published PNG: the same relative name, any suffix."""
+    stem = Path(published).with_suffix("")
+    (match,) = [p for p in (src / stem.parent).iterdir() if p.stem == stem.name]
+    return match
 
 
 def test_outputs_are_pngs_of_the_same_names_sizes_and_within_budget(folders):
@@ -67,9 +83,9 @@ def test_outputs_are_pngs_of_the_same_names_sizes_and_within_budget(folders):
     assert manifest["classes"] == ["cats", "mugs"] and manifest["layout"] == "classes"
     assert manifest["epsilon"] == "8/255" and manifest["method"] == "miue"
     for e in manifest["images"]:
-        original = pr.open_image(src / e["source"])  # EXIF orientation applied
+        original = pr.open_image(_source(src, e["path"]))  # EXIF orientation applied
         written = Image.open(out / e["path"])
-        assert e["path"] == str(Path(e["source"]).with_suffix(".png"))
+        assert e["sha256"] == hashlib.sha256((out / e["path"]).read_bytes()).hexdigest()
         assert written.format == "PNG" and written.size == original.size
         assert not written.info.get("exif") and not written.getexif()
         assert written.mode == {"L": "L", "RGBA": "RGBA"}.get(original.mode, "RGB")
@@ -89,11 +105,79 @@ def test_protect_never_writes_into_the_input_folder(folders):
     assert _sha_tree(src) == before
 
 
+def _published_only(out: Path, with_manifest: bool = True) -> None:
+    """OUT_DIR holds the protected PNGs (and the manifest) and nothing else, hidden files included."""
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    others = [f for f in found if not (f.endswith(".png") and not Path(f).name.startswith("."))
+              and f != "manifest.json"]
+    assert others == [], f"OUT_DIR holds what is not meant to be published: {others}"
+    assert ("manifest.json" in found) == with_manifest
+
+
+def test_the_published_folder_holds_nothing_that_undoes_the_protection(folders):
+    src, out, result, before = folders
+    _published_only(out)
+    text = (out / "manifest.json").read_text()
+    assert str(src) not in text and str(src.resolve()) not in text  # no input path
+    for digest in before.values():  # no digest of an original file
+        assert digest not in text
+    for s in pr.scan(src, 32)[0]:  # nor of its pixels
+        assert s.pixels_sha256 not in text
+    assert result.state is not None and (result.state / pr.JOURNAL).is_file()  # kept on purpose, outside OUT_DIR
+    assert out.resolve() not in result.state.resolve().parents
+
+
+def test_an_interrupted_run_leaves_only_published_files_and_resumes_to_the_same_bytes(folders, tmp_path,
+                                                                                      monkeypatch):
+    src, out, result, before = folders
+    state = tmp_path / "state"
+    calls = {"n": 0}
+    real = pr._png_bytes
+
+    def interrupted(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(pr, "_png_bytes", interrupted)
+    out2 = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        pr.protect(src, out2, **SMALL, state=state)
+    _published_only(out2, with_manifest=False)
+    assert len(list(out2.rglob("*.png"))) == 5 and (state / pr.JOURNAL).is_file()
+    monkeypatch.setattr(pr, "_png_bytes", real)
+    again = pr.protect(src, out2, **SMALL, state=state)
+    assert again.skipped == 5 and again.written == 11
+    _published_only(out2)
+    assert not state.exists()  # removed once finished
+    pngs = lambda d: {k: v for k, v in _sha_tree(d).items() if k.endswith(".png")}  # noqa: E731
+    assert pngs(out2) == pngs(out)
+
+
+def test_an_interrupted_generation_publishes_nothing_and_old_state_in_out_dir_is_removed(folders, tmp_path,
+                                                                                         monkeypatch):
+    src, out, result, before = folders
+    out2 = tmp_path / "out"
+    (out2 / ".miue" / "cache").mkdir(parents=True)  # what an older miue left there: δ itself
+    (out2 / ".miue" / "cache" / "delta.safetensors").write_bytes(b"x")
+    (out2 / "cats").mkdir()
+    (out2 / "cats" / f".0.png.123{pr.PART_SUFFIX}").write_bytes(b"half")
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pr, "_generation_data", stop)
+    with pytest.raises(KeyboardInterrupt):
+        pr.protect(src, out2, **SMALL, state=tmp_path / "state")
+    assert [p for p in out2.rglob("*") if p.is_file()] == []
+    with pytest.raises(pr.ProtectError, match="inside OUT_DIR"):
+        pr.protect(src, out2, **SMALL, state=out2 / "state")
+
+
 def test_an_interrupted_protect_resumes_file_by_file(folders):
     src, out, result, before = folders
     outputs = _sha_tree(out)
     (out / "mugs" / "3.png").unlink()
-    again = pr.protect(src, out, **SMALL)
+    again = pr.protect(src, out, **SMALL, keep_state=True)
     assert again.written == 1 and again.skipped == 15
     assert {k: v for k, v in _sha_tree(out).items() if k.endswith(".png")} == \
         {k: v for k, v in outputs.items() if k.endswith(".png")}
@@ -173,15 +257,52 @@ def test_resizing_keeps_the_budget_for_any_size():
 def test_verify_trains_a_protected_and_a_control_victim(folders, tmp_path):
     src, out, result, before = folders
     store = RunStore(tmp_path / "runs", tmp_path / "cache")
-    rec = pr.verify(out, profile_name="smoke", reference_size=60, progress=False, store=store)
+    rec = pr.verify(out, originals=src, profile_name="smoke", reference_size=60, progress=False, store=store)
     m = rec["metrics"]
     assert set(m["protected"]["protected_class_acc"]) == {"cats", "mugs"}
     assert m["n_train_owner"] == 12 and m["n_test_owner"] == 4 and m["n_reference"] == 60
     for arm in ("protected", "control"):
         assert 0 <= m[arm]["protected_classes_acc"] <= 1 and 0 <= m[arm]["reference_acc"] <= 1
-    assert "protected" in pr.verify_table(rec)
-    # the same check again reads the record
+    assert m["protected"]["correct"] == round(4 * m["protected"]["protected_classes_acc"])
+    table = pr.verify_table(rec)
+    assert "protected" in table and "cannot tell" in table.splitlines()[-1]  # 4 held-out images decide nothing
+    # the same check again reads the record; the originals are remembered from protect on this machine
     assert pr.verify(out, profile_name="smoke", reference_size=60, progress=False, store=store)["hash"] == rec["hash"]
+
+
+def test_verify_needs_the_true_originals(folders, tmp_path):
+    src, out, result, before = folders
+    other = tmp_path / "elsewhere"
+    (other / "cats").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(other / "cats" / "stray.png")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    with pytest.raises(pr.ProtectError, match="lacks the originals of 16 protected images"):
+        pr.verify(out, originals=other, profile_name="smoke", reference_size=60, progress=False, store=store)
+    import shutil
+    shutil.rmtree(other)
+    shutil.copytree(src, other)
+    for f in (other / "cats").iterdir():  # same names and sizes, other pictures
+        im = Image.open(f)
+        Image.fromarray(np.random.default_rng(5).integers(0, 256, (im.size[1], im.size[0], 3), dtype=np.uint8)
+                        ).convert(im.mode).save(f)
+    with pytest.raises(pr.ProtectError, match="is not the original of"):
+        pr.verify(out, originals=other, profile_name="smoke", reference_size=60, progress=False, store=store)
+
+
+@pytest.mark.parametrize("control, protected, n, outcome", [
+    (0, 0, 3, "cannot tell"), (90, 20, 100, "works"), (88, 86, 400, "does not work"), (9, 6, 12, "cannot tell")])
+def test_verify_decides_only_when_the_held_out_set_can_tell(control, protected, n, outcome):
+    v = pr.verdict(control, protected, n)
+    assert v["verdict"] == outcome and v["gap_low"] <= v["gap"] <= v["gap_high"]
+    line = pr.verdict_line(v)
+    assert "\n" not in line and line.startswith({"works": "protection works", "does not work":
+                                                 "protection does not work", "cannot tell": "cannot tell"}[outcome])
+    if outcome == "cannot tell" and control != protected:
+        assert v["needed_test"] > n and "held-out images" in line
+        w = pr.verdict(round(control / n * v["needed_test"]), round(protected / n * v["needed_test"]), v["needed_test"])
+        assert w["verdict"] != "cannot tell"
+    lo, hi = pr.wilson(0, 3)
+    assert lo == 0 and 0.5 < hi < 0.6  # 0 of 3 is no evidence of 0%
 
 
 def test_verify_refuses_a_changed_protected_file(folders, tmp_path):
@@ -191,7 +312,7 @@ def test_verify_refuses_a_changed_protected_file(folders, tmp_path):
     try:
         Image.new("RGB", Image.open(target).size).save(target)
         with pytest.raises(pr.ProtectError, match="differs from the manifest"):
-            pr.verify(out, profile_name="smoke", reference_size=60, progress=False,
+            pr.verify(out, originals=src, profile_name="smoke", reference_size=60, progress=False,
                       store=RunStore(tmp_path / "runs", tmp_path / "cache"))
     finally:
         target.write_bytes(keep)
@@ -208,6 +329,42 @@ def test_cli_reads_like_a_man_page_and_refuses_cleanly(tmp_path):
     r = subprocess.run(exe + ["protect", str(tmp_path / "in"), str(tmp_path / "out")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("miue protect:") and "holds no images" in r.stderr
     assert "Traceback" not in r.stderr
+    assert "  protect   protect" in top.stdout  # the listing's columns do not run together
+    for cmd in (["protect", str(tmp_path / "in"), str(tmp_path / "out")], ["audit"], ["verify", str(tmp_path)]):
+        r = subprocess.run(exe + cmd + ["--profile", "nope"], capture_output=True, text=True)
+        assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr and "Traceback" not in r.stderr, cmd
+    r = subprocess.run(exe + ["protect", str(tmp_path / "in"), str(tmp_path / "out"), "--epsilon", "255"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "levels of 255" in r.stderr and "between 0 and 1" not in r.stderr
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
+    from miue import cli
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pr, "protect", interrupted)
+    assert cli.main(["protect", "a", "b"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "miue protect: interrupted; run the same command to resume"
+
+
+def test_verify_on_an_odd_sized_folder_at_the_default_thread_count(tmp_path):
+    """A three-class folder of 12 photographs: 9 protected training images + 60 reference ones make an odd
+    last batch, which crashed natively at 2 threads (oneDNN; see models.StridedPointwiseConv)."""
+    env = {**os.environ, "MIUE_STATE": str(tmp_path / "state")}
+    env.pop("OMP_NUM_THREADS", None)
+    photos = pr.sample_photos(tmp_path / "photos", crops=4, photos=("astronaut", "chelsea", "coffee"))
+    exe = [sys.executable, "-m", "miue.cli"]
+    common = ["--profile", "smoke", "--reference-size", "60", "--quiet"]
+    r = subprocess.run(exe + ["protect", str(photos), str(tmp_path / "out")] + common, capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "1 images" not in r.stdout
+    r = subprocess.run(exe + ["verify", str(tmp_path / "out")] + common, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.strip().splitlines()[-1].startswith("cannot tell whether the protection works")
+    assert "(9 protected training images, 3 held-out originals, 60 reference images" in r.stdout
 
 
 def test_one_folder_is_one_class_protected_against_the_reference(tmp_path):
