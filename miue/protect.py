@@ -993,6 +993,42 @@ def sample_photos(dest: str | Path, crops: int = 12, side: tuple[int, int] = (48
     return dest
 
 
+def demo_configs(images: list[SourceImage], method: str, profile_name: str, reference_size: int, seed: int,
+                 store: RunStore) -> tuple[dict, dict | None]:
+    """(protect config, verify config or None while the protect record is missing) of the book's example on
+    ``images`` (the verify run's config names the published pixels, which the protect record holds)."""
+    cfg = protect_config(images, method, 8 / 255, profile_name, "fashion-mnist", reference_size, 32, seed)
+    prec = store.get("protect", cfg)
+    if prec is None or "published_pixels" not in prec["metrics"]:
+        return cfg, None
+    original_of = {Path(s.rel).with_suffix(".png").as_posix(): s for s in images}
+    return cfg, verify_config(prec["metrics"]["published_pixels"], _originals_digest(original_of),
+                              {"set": "fashion-mnist", **cfg["reference"]}, 32, profile_name, 0.25, seed)
+
+
+def recorded_job(photos: Path, method: str, profile_name: str, reference_size: int, seed: int, store: RunStore,
+                 work: Path, progress: bool) -> tuple[dict, dict]:
+    """(protect record, verify record) of protecting ``photos`` against a Fashion-MNIST reference and verifying
+    it, read from ``store`` and computed (in ``work``) only when missing."""
+    images, _ = scan(photos, 32)
+    cfg, _ = demo_configs(images, method, profile_name, reference_size, seed, store)
+    out = work / f"protected-{method}"
+    kw = dict(method=method, profile_name=profile_name, reference_size=reference_size, seed=seed,
+              progress=progress, store=store, state=work / "protect-state")
+    prec = store.get("protect", cfg) or protect(photos, out, **kw).record
+    _, vcfg = demo_configs(images, method, profile_name, reference_size, seed, store)
+    if vcfg is None:
+        raise RuntimeError(f"protect/{prec['hash']} predates the published-pixels digest that verify runs are "
+                           "addressed by: delete that record and run again")
+    vrec = store.get("verify", vcfg)
+    if vrec is None:
+        if not (out / MANIFEST).exists():
+            protect(photos, out, **kw)
+        vrec = verify(out, originals=photos, profile_name=profile_name, seed=seed, progress=progress, store=store,
+                      state=work / "verify-state")
+    return prec, vrec
+
+
 def demo(method: str = "miue", profile_name: str = "cpu", crops: int = 100, reference_size: int = 1000,
          seed: int = 0, store: RunStore | None = None, workdir: str | Path | None = None,
          progress: bool = True) -> tuple[dict, dict]:
@@ -1005,21 +1041,109 @@ def demo(method: str = "miue", profile_name: str = "cpu", crops: int = 100, refe
     with tempfile.TemporaryDirectory(prefix="miue-demo-") as tmp:
         work = Path(workdir or tmp)
         photos = sample_photos(work / "photos", crops=crops, seed=seed)
-        images, _ = scan(photos, 32)
-        cfg = protect_config(images, method, 8 / 255, profile_name, "fashion-mnist", reference_size, 32, seed)
-        out = work / f"protected-{method}"
-        prec = store.get("protect", cfg)
-        kw = dict(method=method, profile_name=profile_name, reference_size=reference_size, seed=seed,
-                  progress=progress, store=store)
-        if prec is None:
-            prec = protect(photos, out, **kw, state=work / "protect-state").record
-        original_of = {Path(s.rel).with_suffix(".png").as_posix(): s for s in images}
-        vcfg = verify_config(prec["metrics"]["published_pixels"], _originals_digest(original_of),
-                             {"set": "fashion-mnist", **cfg["reference"]}, 32, profile_name, 0.25, seed)
-        vrec = store.get("verify", vcfg)
-        if vrec is None:
-            if not (out / MANIFEST).exists():
-                protect(photos, out, **kw, state=work / "protect-state")
-            vrec = verify(out, originals=photos, profile_name=profile_name, seed=seed, progress=progress,
-                          store=store, state=work / "verify-state")
-        return prec, vrec
+        return recorded_job(photos, method, profile_name, reference_size, seed, store, work, progress)
+
+
+# ------------------------------------------------------------------------- what the defaults cost
+
+COST_JOBS = {  # name → (what, images at the cpu profile, at smoke)
+    "dozen": ("12 photographs (4 crops of each of 3 photographs shipped with scikit-image, 3 classes)", 12, 12),
+    "cifar-1000": ("1,000 photographs (CIFAR-10 (JPEG q75 copy) test images, 100 a class, 10 classes)", 1000, 100),
+}
+
+
+def owner_folder(job: str, dest: str | Path, n: int) -> Path:
+    """A data owner's folder for :data:`COST_JOBS` ``job``: the dozen photographs, or ``n`` test images of the
+    CIFAR-10 JPEG copy (``n / 10`` a class, the first by file name), copied as the JPEG files they are."""
+    import shutil
+
+    from .data import CIFAR10_CLASSES, cifar10_jpeg_candidates, DATA_ROOT, load
+    dest = Path(dest)
+    if job == "dozen":
+        return sample_photos(dest, crops=n // 3, photos=("astronaut", "chelsea", "coffee"))
+    if job != "cifar-1000":
+        raise ValueError(f"unknown job {job!r}; choose one of {', '.join(COST_JOBS)}")
+    load("cifar10-jpeg", "test")  # checks the copy (layout, digest) and says where to get it if missing
+    folder = next(f for f in cifar10_jpeg_candidates(DATA_ROOT) if f.is_dir())
+    for c in CIFAR10_CLASSES:
+        (dest / c).mkdir(parents=True, exist_ok=True)
+        for f in sorted((folder / "test" / c).iterdir())[:n // len(CIFAR10_CLASSES)]:
+            shutil.copyfile(f, dest / c / f.name)
+    return dest
+
+
+def default_job(job: str, profile_name: str = "cpu", store: RunStore | None = None,
+                progress: bool = False) -> tuple[dict, dict]:
+    """(protect record, verify record) of ``job`` at the command's default settings (MI-UE, ε 8/255, the
+    reference sized to the job) and ``profile_name``; read from ``store``, computed only when missing."""
+    import tempfile
+    store = store or RunStore()
+    n = COST_JOBS[job][2 if profile_name == "smoke" else 1]
+    with tempfile.TemporaryDirectory(prefix="miue-cost-") as tmp:
+        work = Path(tmp)
+        photos = owner_folder(job, work / "photos", n)
+        ref = auto_reference_size(len(scan(photos, 32)[0]), profile_name)
+        return recorded_job(photos, "miue", profile_name, ref, 0, store, work, progress)
+
+
+def accuracy_text(record: dict, arm: str) -> str:
+    """'86.0% [77.9, 91.5]': an arm's held-out accuracy with its 95% Wilson interval, in percent."""
+    m = record["metrics"]
+    n = m["n_test_owner"]
+    k = m[arm].get("correct", round(m[arm]["protected_classes_acc"] * n))
+    lo, hi = wilson(k, n)
+    return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def gap_text(record: dict) -> str:
+    v = record_verdict(record)
+    return f"{100 * v['gap']:.1f} [{100 * v['gap_low']:.1f}, {100 * v['gap_high']:.1f}]"
+
+
+def verdicts_text(records: dict) -> str:
+    """One sentence per verdict outcome over ``records`` (label → verify record), in words computed from them."""
+    by = {}
+    for label, rec in records.items():
+        by.setdefault(record_verdict(rec)["verdict"], []).append(label)
+    n = {rec["metrics"]["n_test_owner"] for rec in records.values()}
+    parts = []
+    if "works" in by:
+        parts.append(f"The protection works for {', '.join(by['works'])}: the 95% interval of the gap lies at or "
+                     f"above {100 * MIN_GAP:g} points.")
+    if "does not work" in by:
+        parts.append(f"**It does not work for {', '.join(by['does not work'])}**: the gap's 95% interval lies "
+                     f"below {100 * MIN_GAP:g} points, so a victim trained on the protected images still "
+                     "recognises the held-out originals almost as often as the control.")
+    if "cannot tell" in by:
+        parts.append(f"For {', '.join(by['cannot tell'])} the {'/'.join(str(x) for x in sorted(n))} held-out images "
+                     f"cannot tell: the gap's interval straddles {100 * MIN_GAP:g} points.")
+    return " ".join(parts)
+
+
+@dataclass
+class CostTable:
+    table: object  # pandas DataFrame
+    summary: str
+    records: dict  # job → (protect record, verify record)
+
+
+def cost_table(profile_name: str = "cpu", store: RunStore | None = None) -> CostTable:
+    """The book's table of what :data:`COST_JOBS` cost at the default settings, from their records."""
+    import pandas as pd
+    records = {job: default_job(job, profile_name, store) for job in COST_JOBS}
+    rows, lines = [], []
+    for job, (prec, vrec) in records.items():
+        v = record_verdict(vrec)
+        pm, vm = prec["metrics"], vrec["metrics"]
+        protect_min = prec["provenance"]["wall_time_s"] / 60
+        verify_min = vrec["provenance"]["wall_time_s"] / 60
+        rows.append({"folder": COST_JOBS[job][0].split(" (")[0], "images": pm["images"],
+                     "classes": pm["classes"], "reference images": prec["config"]["reference"]["size"],
+                     "protect (min)": round(protect_min, 1), "verify (min)": round(verify_min, 1),
+                     "held-out images": vm["n_test_owner"],
+                     "protected victim [95% CI]": accuracy_text(vrec, "protected"),
+                     "control victim [95% CI]": accuracy_text(vrec, "control"),
+                     "gap (points) [95% CI]": gap_text(vrec), "verify says": verdict_line(v)})
+        lines.append(f"{COST_JOBS[job][0]}: protect took {protect_min:.1f} min and verify {verify_min:.1f} min; "
+                     f"verify: {verdict_line(v)}.")
+    return CostTable(pd.DataFrame(rows).set_index("folder"), "\n\n".join(lines), records)

