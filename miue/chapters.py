@@ -173,6 +173,11 @@ def _protect(p: Profile) -> list:
             out.append(_stored("protect", cfg, f"protect the demo photographs with {m}"))
             if vcfg is not None:  # the verify run's config names the published pixels, which the record holds
                 out.append(_stored("verify", vcfg, f"verify the {m} protection"))
+    for job in pr.COST_JOBS:  # the defaults' cost on a dozen and on 1,000 photographs
+        cfg, vcfg = pr.default_job_configs(job, p.name, RunStore())
+        out.append(_stored("protect", cfg, f"protect {job} at the default settings"))
+        if vcfg is not None:
+            out.append(_stored("verify", vcfg, f"verify {job} at the default settings"))
     return out
 
 

@@ -267,16 +267,22 @@ def content_digest(files: list[tuple[str, Path]]) -> str:
     return h.hexdigest()
 
 
-def _load_cifar10_jpeg(split: str, root: Path, cache: Path | None = None) -> ImageDataset:
-    """CIFAR-10 as the JPEG q75 copy (``cifar10-jpeg``): decoded once into uint8 tensors in the cache, the
-    folder's content digest checked against the published one when decoding."""
+def find_cifar10_jpeg(root: Path | None = None) -> tuple[Path, list[tuple[str, Path]]]:
+    """(the copy's folder, its files) with the layout checked (not the digest: that is checked on decoding)."""
     name = "cifar10-jpeg"
-    tried = cifar10_jpeg_candidates(root)
+    tried = cifar10_jpeg_candidates(Path(root) if root is not None else DATA_ROOT)
     folder = next((f for f in tried if f.is_dir()), None)
     if folder is None:
         raise DatasetNotFoundError(f"dataset {name!r} (CIFAR-10, JPEG q75 copy) is not on this machine: looked in "
                                    f"{', '.join(str(t) for t in tried)}. To get it: {CIFAR10_JPEG_SOURCE}.")
-    files = _jpeg_copy_files(folder, name)
+    return folder, _jpeg_copy_files(folder, name)
+
+
+def _load_cifar10_jpeg(split: str, root: Path, cache: Path | None = None) -> ImageDataset:
+    """CIFAR-10 as the JPEG q75 copy (``cifar10-jpeg``): decoded once into uint8 tensors in the cache, the
+    folder's content digest checked against the published one when decoding."""
+    name = "cifar10-jpeg"
+    folder, files = find_cifar10_jpeg(root)
     signature = _jpeg_copy_signature(files)
     cache = Path(cache or os.environ.get("MIUE_CACHE") or root / "cache") / "datasets"
     target = cache / f"cifar10-jpeg-{signature[:16]}.npz"

@@ -85,6 +85,12 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", help="notebook names to execute (default: all)")
     ap.add_argument("--drafts", action="store_true", help="also execute the draft chapters in notebooks/drafts")
     args = ap.parse_args(argv)
+    if args.only:  # 'protect' or 'protect.ipynb'; an unknown name is an error, not a silent no-op
+        known = {nb.name for nb in NOTEBOOKS + DRAFTS}
+        args.only = [n if n.endswith(".ipynb") else f"{n}.ipynb" for n in args.only]
+        unknown = [n for n in args.only if n not in known]
+        if unknown:
+            ap.error(f"--only: no notebook {', '.join(unknown)}; the notebooks are {', '.join(sorted(known))}")
     if not args.no_execute:
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)

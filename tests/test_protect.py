@@ -383,3 +383,42 @@ def test_one_folder_is_one_class_protected_against_the_reference(tmp_path):
     # the run depends on the pixels, not on how the file was encoded
     Image.open(src / "d0.png").save(src / "d0.png", optimize=True, compress_level=1)
     assert pr._inputs_digest(pr.scan(src, 32)[0]) == pr._inputs_digest(images)
+
+
+def test_the_work_is_sized_to_the_job():
+    """A dozen photographs get a small reference set; MI-UE's source model gets ~640 steps whatever the size."""
+    assert pr.auto_reference_size(12, "cpu") == 100 and pr.auto_reference_size(1000, "cpu") == 1000
+    assert pr.auto_reference_size(50_000, "cpu") == 4000
+    cpu_epochs = 8
+    small = pr.job_budget({"epochs": cpu_epochs}, 112)
+    assert small == {"batch_size": 128, "epochs": 40}  # capped at 5× the profile's epochs
+    assert pr.job_budget({"epochs": cpu_epochs}, 2000)["epochs"] == 40
+    assert pr.job_budget({"epochs": cpu_epochs}, 20_000)["epochs"] == cpu_epochs  # never below the profile's
+    images, _ = pr.scan(pr.sample_photos(Path(__import__("tempfile").mkdtemp()) / "p", crops=4,
+                                         photos=("astronaut", "chelsea", "coffee")), 32)
+    cfg = pr.protect_config(images, "miue", 8 / 255, "cpu", "fashion-mnist", pr.auto_reference_size(12, "cpu"))
+    assert cfg["attack"]["epochs"] == 40 and cfg["attack"]["batch_size"] == 128 and cfg["reference"]["size"] == 100
+    assert pr.protect_config(images, "em", 8 / 255, "cpu", "fashion-mnist", 100)["attack"]["max_rounds"] == 6
+
+
+def test_the_times_in_the_help_are_the_committed_runs():
+    """--help quotes what the defaults cost: the committed records of the book's two jobs say the same."""
+    import re
+    store = RunStore()
+    text = pr.PROTECT_TIMES.replace("\n    ", " ")
+    recs = {}
+    for job in pr.COST_JOBS:
+        cfg, vcfg = pr.default_job_configs(job, "cpu", store)
+        recs[job] = (store.get("protect", cfg), store.get("verify", vcfg))
+        assert all(recs[job]), f"the committed records of {job} are missing"
+    dozen, thousand = recs["dozen"], recs["cifar-1000"]
+    assert f"protect {dozen[0]['provenance']['wall_time_s']:.0f} s, verify {dozen[1]['provenance']['wall_time_s']:.0f} s" in text
+    assert (f"protect {thousand[0]['provenance']['wall_time_s'] / 60:.1f} min, verify "
+            f"{thousand[1]['provenance']['wall_time_s'] / 60:.1f} min") in text
+    v = pr.record_verdict(thousand[1])
+    m = thousand[1]["metrics"]
+    assert (f"protected victim {100 * m['protected']['protected_classes_acc']:.1f}%, control "
+            f"{100 * m['control']['protected_classes_acc']:.1f}% on {m['n_test_owner']} held-out images, gap "
+            f"{100 * v['gap']:.1f} points (95% interval {100 * v['gap_low']:.1f} to {100 * v['gap_high']:.1f})") in text
+    assert ("protection works" in text) == (v["verdict"] == "works")
+    assert re.search(r"cannot tell", text) and pr.record_verdict(dozen[1])["verdict"] == "cannot tell"
