@@ -51,7 +51,8 @@ LEGACY_STATE_DIR = ".miue"  # where earlier versions kept their state, inside OU
 JOURNAL = "written.jsonl"
 PART_SUFFIX = ".miue-part"  # a PNG being written; removed when found after an interruption
 REFERENCES = ("fashion-mnist", "cifar10-jpeg", "cifar10", "cifar100", "none")
-# measured on 2 CPU cores (see the book's page "Protecting your own images"); filled from the records there
+# measured on 2 CPU cores (the book's page "Protecting your own images"); tests/test_protect.py checks these
+# numbers against the committed records of those runs
 PROTECT_TIMES = """\
   12 photographs (3 classes, 48 to 160 pixels a side): protect 55 s, verify 19 s (3 held-out images:
     verify says it cannot tell).
@@ -486,7 +487,10 @@ def job_budget(attack: dict, n_generation: int) -> dict:
     reference images gave the source model 32 steps and a perturbation that did nothing (verify: gap −0.8
     points, 95% interval −9.3 to 7.7); 20 epochs of batch 128 gave 14.4 points (6.3 to 22.3)."""
     e = int(attack["epochs"])
-    return {"batch_size": 128, "epochs": int(min(5 * e, max(e, math.ceil(SOURCE_STEPS * 128 / n_generation))))}
+    epochs = int(min(5 * e, max(e, math.ceil(SOURCE_STEPS * 128 / n_generation))))
+    if attack.get("train_batch_size"):  # miue-code: the source already trains at its own batch (128); the
+        return {"epochs": epochs}        # poison batch (512) is the official code's and stays
+    return {"batch_size": 128, "epochs": epochs}
 
 
 def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", epsilon="8/255",

@@ -399,6 +399,8 @@ def test_the_work_is_sized_to_the_job():
     cfg = pr.protect_config(images, "miue", 8 / 255, "cpu", "fashion-mnist", pr.auto_reference_size(12, "cpu"))
     assert cfg["attack"]["epochs"] == 40 and cfg["attack"]["batch_size"] == 128 and cfg["reference"]["size"] == 100
     assert pr.protect_config(images, "em", 8 / 255, "cpu", "fashion-mnist", 100)["attack"]["max_rounds"] == 6
+    code = pr.protect_config(images, "miue-code", 8 / 255, "cpu", "fashion-mnist", 100)["attack"]
+    assert code["epochs"] == 40 and code["batch_size"] == 512 and code["train_batch_size"] == 128  # the code's batches
 
 
 def test_the_times_in_the_help_are_the_committed_runs():
