@@ -55,7 +55,7 @@ unit: install data
 	$(PY) -m pytest -q -m "not notebook"
 
 test: install data browser mathjax slurm
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=40
 	$(PY) scripts/build_book.py --no-execute
 	$(PY) scripts/check_render.py
 	$(MAKE) --no-print-directory audit-smoke

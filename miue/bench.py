@@ -19,7 +19,7 @@ from .data import Augmentation, ImageDataset
 from .estimators import class_conditional_mi
 from .models import create_model
 from .runs import provenance
-from .train import Recipe, prepare, resolve_device, sgd, train_steps
+from .train import PRECISIONS, Recipe, prepare, precision, resolve_device, sgd, train_steps
 
 
 def _sync(device):
@@ -81,10 +81,12 @@ def recorded(folder: str | Path | None = None):
         for r in b["results"]:
             rows.append({"machine": b["machine"], "width": r["width"], "input": "×".join(map(str, r["shape"])),
                          "batch": r["batch"], "torch.compile": "yes" if r.get("compiled") else "no",
+                         "precision": r.get("precision", "auto"),
                          "training (img/s)": r.get("train_img_per_s"),
                          "MI-UE generation (img/s)": r.get("miue_gen_img_per_s"), "torch": r["torch"],
                          "measured": b["measured"]})
-    return pd.DataFrame(rows, columns=["machine", "width", "input", "batch", "torch.compile", "training (img/s)",
+    return pd.DataFrame(rows, columns=["machine", "width", "input", "batch", "torch.compile", "precision",
+                                       "training (img/s)",
                                        "MI-UE generation (img/s)", "torch", "measured"])
 
 
@@ -97,6 +99,8 @@ def main(argv=None):
     ap.add_argument("--miue-batch", type=int, default=512)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model for the training benchmark")
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
+                    help="'bf16': bf16 autocast on the CPU too (a run's precision setting)")
     ap.add_argument("--mi-estimator", default="histogram", help="1-D estimator of the sliced-MI timing")
     ap.add_argument("--mi-slices", type=int, default=2000)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: train,miue,mi")
@@ -106,15 +110,17 @@ def main(argv=None):
     skip = set(filter(None, args.skip.split(",")))
     out = {"model": args.model, "width": args.width, "shape": list(shape), "batch": args.batch,
            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "compiled": bool(args.compile), "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+           "compiled": bool(args.compile), "precision": args.precision,
+           "measured": time.strftime("%Y-%m-%d", time.gmtime()),
            "git_commit": provenance(str(device))["git_commit"]}
     if device.type == "cuda":
         out["device_name"] = torch.cuda.get_device_name()
-    if "train" not in skip:
-        out["train_img_per_s"] = round(bench_training(args.model, args.width, shape, args.batch, device,
-                                                      compile=args.compile), 1)
-    if "miue" not in skip:
-        out["miue_gen_img_per_s"] = round(bench_miue(args.model, args.width, shape, args.miue_batch, device), 1)
+    with precision(args.precision):
+        if "train" not in skip:
+            out["train_img_per_s"] = round(bench_training(args.model, args.width, shape, args.batch, device,
+                                                          compile=args.compile), 1)
+        if "miue" not in skip:
+            out["miue_gen_img_per_s"] = round(bench_miue(args.model, args.width, shape, args.miue_batch, device), 1)
     if "mi" not in skip:
         out["sliced_mi_seconds"] = round(bench_mi(slices=args.mi_slices, estimator=args.mi_estimator), 2)
         out["sliced_mi_setting"] = (f"{args.mi_estimator}, 10 classes x 1000 points, 512-d, {args.mi_slices} slices"

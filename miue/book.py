@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .data import display_name
 from .profiles import Profile, profile as _profile
 
 _IPYTHON = {"In", "Out", "exit", "quit", "get_ipython", "open"}
@@ -102,6 +103,17 @@ def fmt_mean_std(values, digits: int = 2, seeds=None) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f} ({len(values)} seeds)"
 
 
+def fmt_recorded(records, seeds, digits: int = 2, metric: str = "test_acc") -> str:
+    """:func:`fmt_mean_std` of ``metric`` (in %) over the seeds whose record exists (``records`` in the order of
+    ``seeds``, None where not run yet), saying how many of the seeds it covers; "not run yet" when none is."""
+    have = [(s, 100 * r["metrics"][metric]) for s, r in zip(seeds, records) if r is not None]
+    if not have:
+        return "not run yet"
+    text = fmt_mean_std([v for _, v in have], digits, [s for s, _ in have])
+    missing = [str(s) for s, r in zip(seeds, records) if r is None]
+    return f"{text}; seed{'s' if len(missing) > 1 else ''} {', '.join(missing)} not run yet" if missing else text
+
+
 # The paper's setting (MI-UE Sec. 6.1, App. E; see data/paper/ and book/07): what each chapter compares with.
 PAPER_SETTING = {
     "dataset": "CIFAR-10 (also CIFAR-100, ImageNet-subset)",
@@ -133,12 +145,13 @@ def setting_table(p: Profile, n_train: int | None = None, n_test: int | None = N
     ap = attack_config(p, "ap")
     n_tr = n_train if n_train is not None else p.n_train
     ours = {
-        "dataset": p.dataset,
+        "dataset": display_name(p.dataset),
         "training images": "the whole split" if n_tr is None else f"{n_tr:,} ({n_tr // classes:,} per class)",
         "test images": "the whole split" if (n_test or p.n_test) is None else f"{(n_test or p.n_test):,}",
         "victim model": f"{p.model}, width {p.width:g} ({_feature_dim(p)}-d features)",
         "victim training": f"{p.victim_epochs} epochs, SGD lr {p.victim_lr:g}, cosine, weight decay "
-                           f"{p.victim_weight_decay:g}, batch {p.victim_batch_size}",
+                           f"{p.victim_weight_decay:g}, batch {p.victim_batch_size}"
+                           + (", bf16 autocast" if p.precision == "bf16" else ""),
         "MI-UE generation": f"{mi['epochs']} epochs × {mi['pgd_steps']} PGD steps of {mi['step_size'] * 255:.2g}/255, "
                             f"source lr {mi['lr']:g}",
         "EM / AP": f"EM: {em['pgd_steps']} steps of {em['step_size'] * 255:.2g}/255, at most {em['max_rounds']} rounds; "

@@ -394,6 +394,11 @@ DISPLAY_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar
                  "cifar100": "CIFAR-100", "imagenet-subset": "ImageNet subset", "digits": "8×8 digits"}
 
 
+def display_name(name: str) -> str:
+    """How tables and captions name dataset ``name`` (:data:`DISPLAY_NAMES`; the name itself if unlisted)."""
+    return DISPLAY_NAMES.get(name, name)
+
+
 def load(name: str, split: str = "train", root: str | Path | None = None, download: bool = True) -> ImageDataset:
     """Load ``name`` (one of :data:`DATASETS`) for ``split`` ('train' or 'test') as uint8 tensors."""
     if name not in DATASETS:

@@ -29,7 +29,7 @@ from .poisons import Poison
 from .profiles import Profile
 from .runs import RunStore, config_hash
 from .specs import CovarianceSpec, DenoiserSpec, MISpec, PoisonSpec, PurifierSpec, SeparabilitySpec, Spec, VictimSpec, freeze
-from .train import Recipe, evaluate, extract_features, fit, per_class_accuracy, resolve_device
+from .train import Recipe, evaluate, extract_features, fit, per_class_accuracy, resolve_device, run_precision
 
 CLEAN = "clean"
 CURVE_TEST_SIZE = 2000  # per-epoch learning curves use a fixed stratified test subset of this size
@@ -60,6 +60,8 @@ def _attack(p: Profile, method: str, **extra):
     cls = ATTACKS[method]
     names = {f.name for f in dataclasses.fields(cls.Config)}
     chosen = {k: v for k, v in (("model", p.model), ("width", p.width)) if k in names}
+    if p.precision != "auto":
+        chosen["precision"] = p.precision
     chosen.update(p.attack_settings(method))
     chosen.update(extra)
     return cls(**chosen).config
@@ -383,7 +385,7 @@ def victim_spec(p: Profile, method: str, seed: int, arch: str | None = None, def
                                      or not 0 < victim_width <= 8):
         raise ValueError(f"victim_width is a width multiplier in (0, 8], got {victim_width!r}")
     recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
-                    weight_decay=p.victim_weight_decay)
+                    weight_decay=p.victim_weight_decay, precision=p.precision)
     d = None
     if defense is not None:
         given = create_defense(defense).spec() if not isinstance(defense, (str, dict)) else \
@@ -453,13 +455,15 @@ def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
     model = create_model(spec.model, train.num_classes, c, h, spec.width)
     history = fit(model, train, spec.recipe, test=curve, seed=spec.seed, device=device, progress=progress,
                   checkpoint=ctx.checkpoint(), desc=f"victim {spec.model} {spec.method} s{spec.seed}", hook=hook)
-    test_loss, test_acc = evaluate(model, test, device)
-    train_loss, train_acc = evaluate(model, train, device)
+    with run_precision(spec.recipe.precision):  # evaluated as trained
+        test_loss, test_acc = evaluate(model, test, device)
+        train_loss, train_acc = evaluate(model, train, device)
+        per_class = per_class_accuracy(model, test, device)
     digest = ctx.save_artifact(MODEL_FILE, model.state_dict())
     ctx.checkpoint().remove()
     return {"metrics": {"test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc,
                         "train_loss": train_loss, "n_train": len(train), "n_test": len(test),
-                        "test_acc_per_class": per_class_accuracy(model, test, device),
+                        "test_acc_per_class": per_class,
                         "train_seconds": sum(e["seconds"] for e in history)},
             "history": history, "artifacts": {MODEL_FILE: digest}}
 
@@ -605,7 +609,7 @@ def separability_spec(p: Profile, method: str, target: str, **extra) -> Separabi
     if target == "noise" and method == CLEAN:
         raise ValueError("clean data has no noise; use target='poisoned' for the clean row")
     recipe = Recipe(epochs=p.victim_epochs, batch_size=p.victim_batch_size, lr=p.victim_lr,
-                    weight_decay=p.victim_weight_decay, augment=False)
+                    weight_decay=p.victim_weight_decay, augment=False, precision=p.precision)
     return SeparabilitySpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, target, recipe)
 
 
@@ -624,7 +628,8 @@ def _compute_separability(spec: SeparabilitySpec, ctx, store, progress, device) 
     model = create_model("linear", data.num_classes, c, h)
     history = fit(model, data, spec.recipe, seed=0, device=device, progress=progress,
                   desc=f"linear {spec.method} {spec.target}")
-    loss, acc = evaluate(model, data, device)
+    with run_precision(spec.recipe.precision):
+        loss, acc = evaluate(model, data, device)
     return {"metrics": {"train_acc": acc, "train_loss": loss}, "history": history}
 
 

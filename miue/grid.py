@@ -4,7 +4,8 @@ Lists the chapter's run specs (:func:`miue.chapters.chapter_specs`), skips those
 the rest into the run store, in waves by dependency (poisons before the victims trained on them, victims
 before the MI estimates of their features):
 
-- ``inline``: one after another in this process (progress bars in the terminal);
+- ``inline``: one after another in this process, in the order the chapter lists them, each after the missing
+  runs it reads (:func:`in_order`; progress bars in the terminal);
 - ``local``: submitit's local executor, at most ``--jobs`` subprocesses at a time;
 - ``slurm``: one Slurm job array per wave through submitit (``--jobs`` is the array's parallelism).
 
@@ -88,6 +89,27 @@ def waves(specs, store: RunStore) -> list[list]:
     for s in todo.values():
         out.setdefault(depth(s), []).append(s)
     return [out[k] for k in sorted(out)]
+
+
+def in_order(specs, store: RunStore) -> list:
+    """The missing runnable specs one after another in the order listed, each preceded by the missing specs it
+    depends on (depth first): how one process works through a study, so that the first listed runs are done
+    first (a background queue cut short by a session's end has finished what it listed first, not every
+    poison and no victim)."""
+    out, seen = [], set()
+
+    def add(s):
+        if s.address in seen:
+            return
+        seen.add(s.address)
+        for d in s.dependencies():
+            add(d)
+        if not isinstance(s, StoredSpec) and store.get(kind_of(s), s.config()) is None:
+            out.append(s)
+
+    for s in specs:
+        add(s)
+    return out
 
 
 def _describe_error(exc: BaseException) -> tuple[str, str]:
@@ -175,7 +197,8 @@ def dispatch(specs, *, cluster: str = "inline", store: RunStore | None = None, f
         def estimate(spec):  # its own cost, and regenerating the cached inputs it reads that are missing
             own = estimate_seconds(spec, store, rates)[0]
             return None if own is None else own + regeneration_seconds(spec, store, rates)
-    for wave in waves(specs, store):
+    # one process (inline) works in the order listed; parallel jobs go in waves of what can run at once
+    for wave in ([s] for s in in_order(specs, store)) if cluster == "inline" else waves(specs, store):
         ready = []
         for s in wave:
             bad = [d.address for d in s.dependencies() if d.address in failed]
@@ -402,17 +425,24 @@ NEAR_RECORDS = 3  # records of the same shape that an estimate prefers to all of
 
 
 def _shape(config: dict, kind: str) -> tuple:
-    """What makes two runs of one class the same size: dataset, training images and width (for a victim also
-    whether it runs a defense, and its epochs; for an MI estimate its victim's images and the slices)."""
+    """What makes two runs of one class the same size: training images, width (for a victim also whether it
+    runs a defense, and its epochs; for an MI estimate its victim's images and the slices), then the dataset
+    and the precision, last, so that :func:`_scaled` can fall back to the records of the same dataset and
+    precision at any size (a CIFAR-10 victim in bf16 is not costed at a Fashion-MNIST float32 rate)."""
     if kind == "mi":
         v = config["victim"]
-        return v.get("n_train"), v.get("dataset"), config.get("n_slices")
+        return v.get("n_train"), config.get("n_slices"), v.get("dataset"), _precision(v["recipe"])
     if kind == "victim":
-        return (config.get("n_train"), config.get("dataset"), config.get("width", 1.0),
-                bool(config.get("defense")), config["recipe"]["epochs"])
+        return (config.get("n_train"), config.get("width", 1.0), bool(config.get("defense")),
+                config["recipe"]["epochs"], config.get("dataset"), _precision(config["recipe"]))
     if kind == "poison":
-        return config.get("n_train"), config.get("dataset"), config["attack"].get("width", 1.0)
+        return (config.get("n_train"), config["attack"].get("width", 1.0), config.get("dataset"),
+                _precision(config["attack"]))
     return (kind,)
+
+
+def _precision(settings: dict) -> str:
+    return settings.get("precision", "auto")
 
 
 def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple[float | None, str]:
@@ -477,11 +507,18 @@ def _scaled(per_unit: list, shape: tuple, units: float) -> tuple[float, str]:
     """The median rate × ``units``: the rate per unit is not constant across sizes and widths (per-epoch test
     passes, caches, matrix shapes; a narrow network's time is mostly overhead, not its width² FLOPs), so the
     records of the same shape decide where there are at least :data:`NEAR_RECORDS` of them, else those of the
-    same shape at any training-set size (the same width, dataset, defense and epochs: a shape's first field is
-    its training images), else all."""
-    for level, which in ((shape, " of the same size"), (shape[1:], " of the same width (any size)")):
+    same shape at any training-set size (the same width, dataset, defense, epochs and precision: a shape's
+    first field is its training images), else the fewer records of either, else those of the same dataset
+    and precision (a shape's last two fields), else all. A single record of the very run's shape beats many
+    of other widths: a narrow network's time is mostly overhead, so width² scaling runs high (a CIFAR victim
+    at width 1/4 was estimated at 70.7 min from one at 1/8; it took 9.4)."""
+    same, width = (shape, " of the same size"), (shape[1:], " of the same width (any size)")
+    levels = [(*same, NEAR_RECORDS), (*width, NEAR_RECORDS), (*same, 1), (*width, 1)]
+    if len(shape) > 2:
+        levels.append((shape[-2:], f" on {shape[-2]} at {shape[-1]} precision (any size or width)", 1))
+    for level, which, enough in levels:
         near = [u for u, s, _ in per_unit if s[len(s) - len(level):] == level and len(s) == len(shape)]
-        if len(near) >= NEAR_RECORDS:
+        if len(near) >= enough:
             return statistics.median(near) * units, f"estimated from {len(near)} records{which}"
     return statistics.median([u for u, _, _ in per_unit]) * units, f"estimated from {len(per_unit)} records"
 

@@ -458,6 +458,11 @@ class RunStore:
         p.mkdir(parents=True, exist_ok=True)
         return p
 
+    def lookup(self, spec) -> dict | None:
+        """The record of ``spec`` (a run spec: its ``kind``, or ``run_kind`` for a stored one, and its
+        ``config()``), or None when it has not been run: reads, never computes."""
+        return self.get(getattr(spec, "run_kind", None) or spec.kind, spec.config())
+
     def get(self, kind: str, config: dict) -> dict | None:
         """The stored record of this run, or None when absent or not trustworthy (corrupt)."""
         config = json.loads(canonical(config))

@@ -352,3 +352,32 @@ def test_dc_generator_raises_the_clean_loss_after_a_pseudo_update(digits):
         return hist[-1] - hist[0]
 
     assert rise(1e-3) > rise(1e-9) + 0.005
+
+
+def test_an_attacks_precision_setting_is_the_arithmetic_of_its_whole_generation(digits, monkeypatch):
+    """``precision='bf16'`` runs every epoch (source training and PGD) under bf16 autocast on the CPU; the default
+    leaves it float32 (every committed CPU record)."""
+    import miue.train as tr
+    from miue.attacks.miue import MIUE
+    seen = []
+    real = MIUE.epoch
+
+    def spy(self, state, data, epoch, device):
+        with tr.autocast(device):
+            seen.append((self.config.precision, (torch.ones(2, 2) @ torch.ones(2, 2)).dtype))
+        return real(self, state, data, epoch, device)
+
+    monkeypatch.setattr(MIUE, "epoch", spy)
+    train, _ = digits
+    for precision in ("auto", "bf16"):
+        attack = create_attack("miue", epochs=1, batch_size=32, pgd_steps=2, step_size=2 / 255, width=0.125,
+                               precision=precision)
+        poison = attack.generate(_first(train, 64), progress=False)
+        assert poison.delta.abs().max() <= 8 / 255 + 1e-6
+    assert seen == [("auto", torch.float32), ("bf16", torch.bfloat16)]
+    assert tr._PRECISION.get() == "auto"  # nothing leaks out of the generation
+
+
+def _first(ds, n):
+    from miue.data import stratified_subset
+    return stratified_subset(ds, n, 0)

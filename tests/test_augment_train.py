@@ -72,3 +72,47 @@ def _interrupted(model, train, recipe, ck):
         pass
     finally:
         tr.train_steps = orig
+
+
+def test_bf16_precision_autocasts_on_the_cpu_only_inside_its_scope_and_still_learns(digits):
+    from miue.train import autocast, precision
+    cpu = torch.device("cpu")
+    x = torch.rand(4, 3)
+    w = torch.rand(3, 2)
+    with autocast(cpu):
+        assert (x @ w).dtype == torch.float32  # 'auto': float32 on the CPU (every committed CPU record)
+    with precision("bf16"), autocast(cpu):
+        assert (x @ w).dtype == torch.bfloat16
+    with autocast(cpu):
+        assert (x @ w).dtype == torch.float32  # the scope ends with its block
+    try:
+        with precision("fp16"):
+            pass
+        raise AssertionError("an unknown precision was accepted")
+    except ValueError as exc:
+        assert "auto, bf16" in str(exc)
+    train, test = digits
+    torch.manual_seed(0)
+    m = create_model("resnet18", 10, 1, 8, 0.125)
+    hist = fit(m, train, Recipe(epochs=4, batch_size=64, lr=0.05, weight_decay=5e-4, precision="bf16"), test=test,
+               seed=0, progress=False)
+    assert hist[-1]["test_acc"] > 0.75  # as the float32 run of the test above
+    assert all(p.dtype == torch.float32 for p in m.parameters())  # autocast: the weights stay float32
+
+
+def test_a_profiles_precision_is_in_the_address_only_when_not_auto():
+    from miue import experiments as ex
+    from miue.profiles import profile
+    p = profile("cpu")
+    for method in ("clean", "miue"):
+        auto, bf16 = ex.victim_spec(p, method, 0), ex.victim_spec(p.override(precision="bf16"), method, 0)
+        assert "precision" not in auto.recipe.__dict__ or auto.recipe.precision == "auto"
+        assert "precision" not in auto.config()["recipe"] and bf16.config()["recipe"]["precision"] == "bf16"
+        assert auto.address != bf16.address
+    assert ex.poison_spec(p.override(precision="bf16"), "miue").attack.precision == "bf16"
+    assert "precision" not in ex.poison_spec(p, "miue").config()["attack"]
+    try:
+        p.override(precision="fp8")
+        raise AssertionError("an unknown precision was accepted")
+    except Exception as exc:
+        assert "precision" in str(exc)

@@ -1,4 +1,5 @@
-"""``miue grid``: waves by dependency, failures reported, and concurrent grids over one store."""
+"""``miue grid``: the order of the runs (listed order inline, waves by dependency in parallel), failures reported,
+and concurrent grids over one store."""
 
 from __future__ import annotations
 
@@ -25,6 +26,28 @@ def test_waves_put_each_run_after_what_it_depends_on(tmp_path):
     assert ex.poison_spec(p, "random").address in first
     assert {s.address for s in w[1]} == {ex.victim_spec(p, "random", s).address for s in (0, 1)}
     assert sum(len(x) for x in w) == len(specs) == 5
+
+
+def test_one_process_works_in_the_order_listed_each_run_after_the_inputs_it_reads(tmp_path, monkeypatch):
+    # a background queue of Table 2 on CIFAR ran every poison (about 19 h) before any victim; cut short by a
+    # session's end it had finished no row. Inline, each listed victim now follows its own poison.
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    specs = [ex.victim_spec(p, m, 0) for m in ("clean", "em", "random")] + [ex.victim_spec(p, "em", 1)]
+    order = [s.address for s in grid.in_order(specs, store)]
+    assert order == [specs[0].address, ex.poison_spec(p, "em").address, specs[1].address,
+                     ex.poison_spec(p, "random").address, specs[2].address, specs[3].address]
+    started = []
+
+    def fake(spec, *a, **k):
+        started.append(spec.address)
+        return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
+    monkeypatch.setattr(grid, "run_job", fake)
+    grid.dispatch(specs, store=store, log=lambda *_: None)
+    assert started == order
+    from miue.chapters import _with_deps  # a chapter's list holds the inputs too
+    assert [len(w) for w in grid.waves(_with_deps(specs), store)] == [3, 3]  # parallel jobs still go in waves
+    assert [s.address for s in grid.in_order(_with_deps(specs), store)] == order
 
 
 def test_a_failed_run_skips_its_dependents_and_the_grid_goes_on(tmp_path, monkeypatch):
@@ -305,10 +328,10 @@ def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
     assert row["recorded"] >= 5 and row["from scratch (hours)"] >= row["left to compute here (hours)"] >= 0
     hours, unknown = grid.study_hours("paper_sample_size", profile("full"))
     assert unknown == 0 and hours == pytest.approx(row["from scratch (hours)"], abs=0.05)
-    wider = profile("full").override(width=0.25)
-    wide, _ = grid.study_hours("paper_sample_size", wider)
+    bigger = profile("full").override(width=0.25)
+    wide, _ = grid.study_hours("paper_sample_size", bigger)
     assert wide > hours  # a victim's and a poison's unit of work scale with width squared; the rate they are
-    for a, b in zip(chapter_specs("paper_sample_size", profile("full")), chapter_specs("paper_sample_size", wider)):
+    for a, b in zip(chapter_specs("paper_sample_size", profile("full")), chapter_specs("paper_sample_size", bigger)):
         if a.kind in ("victim", "poison") and a.method != "random":  # taken at is each size's own
             assert grid._work(b.config(), b.kind)[1] == pytest.approx(4 * grid._work(a.config(), a.kind)[1])
     one = grid.study_estimates(profile("cpu"), RunStore(tmp_path / "runs", tmp_path / "cache"),
@@ -410,3 +433,34 @@ def test_estimate_errors_sets_each_record_against_its_leave_one_out_estimate(tmp
     assert row["records"] == 5 and row["median estimate / recorded"] == 1.0
     assert row["worst"] == 0.25 and row["within 1.5x"] == 0.8  # the slow one, estimated from the other four
     assert grid.estimate_errors(RunStore(tmp_path / "none", tmp_path / "cache")).empty
+
+
+def test_a_run_on_another_dataset_or_precision_is_costed_from_its_own_kind_of_records_first(tmp_path):
+    # the CIFAR calibration was first estimated from Fashion-MNIST float32 victims (2.40 h for 5 victims); a
+    # record of the same dataset and precision, at any size or width, now comes before all of the class
+    p = profile("smoke")
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    fm = [ex.victim_spec(p, "clean", s) for s in range(3)]
+    cifar = p.override(dataset="cifar10-jpeg", n_train=2000, precision="bf16")
+    recorded = ex.victim_spec(cifar, "clean", 0)
+    asked = ex.victim_spec(cifar.override(n_train=4000, width=0.25), "clean", 0)
+    bigger = ex.victim_spec(cifar.override(n_train=4000), "clean", 0)
+
+    def busy(seconds):
+        def compute(ctx):
+            t = time.process_time()
+            while time.process_time() - t < seconds:
+                pass
+            return {"metrics": {"test_acc": 0.5}}
+        return compute
+    for s in fm:
+        store.get_or_compute(s.kind, s.config(), busy(0.05), device="cpu")
+    sec, how = grid.estimate_seconds(asked, store)
+    assert "estimated from 3 records" in how  # nothing of its own kind yet: all of the class
+    store.get_or_compute(recorded.kind, recorded.config(), busy(0.4), device="cpu")
+    sec, how = grid.estimate_seconds(asked, store)
+    assert how == "estimated from 1 records on cifar10-jpeg at bf16 precision (any size or width)"
+    assert sec == pytest.approx(8 * grid.estimate_seconds(recorded, store)[0], rel=1e-6)  # 2x images, 2x width
+    # one record of the same width beats the dataset's records of other widths, and 3 of the same size beat it
+    assert grid.estimate_seconds(bigger, store)[1] == "estimated from 1 records of the same width (any size)"
+    assert "cifar10-jpeg, 4,000 images" in asked.describe() and "bf16" in asked.describe()

@@ -4,7 +4,7 @@ from miue.profiles import PROFILES, profile
 
 
 def test_profiles_exist_and_override():
-    assert set(PROFILES) == {"smoke", "cpu", "full", "gpu", "paper"}
+    assert set(PROFILES) == {"smoke", "cpu", "full", "cifar", "gpu", "paper"}
     p = profile("cpu", dataset="cifar10", seeds=[0], width=1)
     assert p.dataset == "cifar10" and p.seeds == (0,) and p.width == 1.0 and p.name == "cpu"
     assert profile("paper").victim_lr == 0.5 and profile("paper").victim_epochs == 200
@@ -39,3 +39,21 @@ def test_the_code_variant_step_ramps_up_at_every_profile_as_in_the_authors_code(
         start = cfg.get("step_size", 0.2 / 255)
         final = cfg.get("step_size_final", 0.4 / 255)
         assert final >= start, (name, start * 255, final * 255)
+
+
+def test_the_cifar_profile_is_the_copy_at_its_calibrated_setting_and_its_table2_grid_has_every_method():
+    from miue import chapters
+    from miue import experiments as ex
+    p = profile("cifar")
+    assert p.dataset == "cifar10-jpeg" and p.precision == "bf16" and len(p.seeds) == 3
+    # the calibration's 20,000-image victim is the profile's clean victim at seed 0: one run, not two
+    calibrated = [s.address for s in chapters.chapter_specs("cifar_calibration", profile("cpu"))]
+    assert ex.victim_spec(p, "clean", 0).address in calibrated
+    victims = [s for s in chapters.chapter_specs("cifar_table2", p) if s.kind == "victim"]
+    assert {s.method for s in victims} == set(chapters.STRENGTH_METHODS)
+    assert [s.method for s in victims[:len(chapters.CIFAR_TABLE2_SEEDED)]] == list(chapters.CIFAR_TABLE2_SEEDED)
+    for m in chapters.CIFAR_TABLE2_SEEDED:  # three seeds where a claim's verdict reads the method
+        assert sorted(s.seed for s in victims if s.method == m) == [0, 1, 2]
+    # REM's and SEM's budgets are passes over the set: 8 of them over 20,000 images in batches of 128
+    rem = ex.attack_config(p, "rem")
+    assert rem["steps"] * rem["batch_size"] / p.n_train == pytest.approx(8, rel=0.01) and rem["precision"] == "bf16"

@@ -123,3 +123,18 @@ def test_a_record_names_the_commit_its_process_imported_not_a_later_one(tmp_path
                          capture_output=True, text=True, check=True).stdout.split()
     later = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert later != first and out == [first, "False"]
+
+
+def test_lookup_reads_a_specs_record_and_never_computes(store):
+    from miue import book
+    from miue import experiments as ex
+    from miue.profiles import profile
+    p = profile("cifar")
+    specs = [ex.victim_spec(p, "em", s) for s in p.seeds]
+    assert [store.lookup(s) for s in specs] == [None, None, None]
+    assert not (store.root / "victim").exists()  # nothing computed, nothing written
+    store.get_or_compute("victim", specs[1].config(), lambda ctx: {"metrics": {"test_acc": 0.25}})
+    records = [store.lookup(s) for s in specs]
+    assert records[0] is None and records[2] is None and records[1]["metrics"]["test_acc"] == 0.25
+    assert book.fmt_recorded(records, p.seeds) == "25.00 (seed 1); seeds 0, 2 not run yet"
+    assert book.fmt_recorded([None] * 3, p.seeds) == "not run yet"

@@ -24,7 +24,7 @@ from ..data import ImageDataset
 from ..models import MODELS, Classifier, create_model
 from ..pgd import project as _project
 from ..poisons import Poison, check_epsilon
-from ..train import resolve_device
+from ..train import PRECISION_DOC, PRECISIONS, resolve_device, run_precision
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -39,6 +39,7 @@ def register(cls):
 class AttackConfig:
     eps: float = settings.setting(8 / 255, low=0, low_open=True, high=1, doc="budget, pixel scale (l∞)")
     seed: int = settings.setting(0, low=0, doc="seed of every random choice of the generation")
+    precision: str = settings.setting("auto", choices=PRECISIONS, added=True, doc=PRECISION_DOC)
 
     def __post_init__(self):
         settings.check(self)
@@ -122,6 +123,10 @@ class Attack:
     def generate(self, data: ImageDataset, *, device="cpu", progress: bool = True,
                  checkpoint: Checkpoint | None = None,
                  on_epoch: Callable[[int, torch.Tensor], None] | None = None) -> Poison:
+        with run_precision(self.config.precision):
+            return self._generate(data, device, progress, checkpoint, on_epoch)
+
+    def _generate(self, data, device, progress, checkpoint, on_epoch) -> Poison:
         device = resolve_device(device)
         self.progress = progress
         state = self.start(data, device, checkpoint)
