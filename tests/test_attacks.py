@@ -374,6 +374,9 @@ def test_an_attacks_precision_setting_is_the_arithmetic_of_its_whole_generation(
                                precision=precision)
         poison = attack.generate(_first(train, 64), progress=False)
         assert poison.delta.abs().max() <= 8 / 255 + 1e-6
+        # the published file's metadata is as before the setting existed unless it is set (same artifact digest)
+        assert poison.meta["config"].get("precision", "auto") == precision
+        assert ("precision" in poison.meta["config"]) == (precision != "auto")
     assert seen == [("auto", torch.float32), ("bf16", torch.bfloat16)]
     assert tr._PRECISION.get() == "auto"  # nothing leaks out of the generation
 

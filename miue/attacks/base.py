@@ -167,8 +167,11 @@ class Attack:
 
     def _poison(self, data: ImageDataset, delta: torch.Tensor, eps: float | None = None, **meta) -> Poison:
         """δ as a validated :class:`Poison` with budget ``eps`` (default: the config's ε)."""
+        config = dataclasses.asdict(self.config)
+        if config.get("precision") == "auto":  # as written before the setting existed: the same file, the same digest
+            del config["precision"]
         poison = Poison(delta.detach().float().cpu(), self.config.eps if eps is None else eps,
-                        {"method": self.name, "config": dataclasses.asdict(self.config), **meta}, self.norm)
+                        {"method": self.name, "config": config, **meta}, self.norm)
         poison.meta["checks"] = poison.validate(data.images)
         return poison
 
