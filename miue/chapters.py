@@ -507,7 +507,7 @@ def cifar_calibration_table(p: Profile, store: RunStore | None = None):
     rows = []
     for n, w, e, prec in CIFAR_CALIBRATION:
         spec = ex.victim_spec(calibration_profile(p, n, w, e, prec), "clean", 0)
-        rec = store.get(spec.kind, spec.config())
+        rec = store.lookup(spec)
         acc = None if rec is None else 100 * rec["metrics"]["test_acc"]
         minutes = None if rec is None else compute_seconds(rec) / 60
         keep = (n, w, e, prec) == (chosen.n_train, chosen.width, chosen.victim_epochs, chosen.precision)

@@ -104,7 +104,7 @@ def in_order(specs, store: RunStore) -> list:
         seen.add(s.address)
         for d in s.dependencies():
             add(d)
-        if not isinstance(s, StoredSpec) and store.get(kind_of(s), s.config()) is None:
+        if not isinstance(s, StoredSpec) and store.lookup(s) is None:
             out.append(s)
 
     for s in specs:

@@ -173,7 +173,7 @@ class VictimSpec(Spec):
         d = "" if self.defense is None else f" + {self.defense[0]}"
         kind = "SimCLR victim" if self.contrastive is not None else "victim"
         size = "all" if self.n_train is None else f"{self.n_train:,}"
-        bf16 = ", bf16" if getattr(self.recipe, "precision", "auto") != "auto" else ""
+        bf16 = ", bf16" if self.recipe.precision != "auto" else ""
         return (f"{kind} {self.model} ×{self.width:g} on {self.method}{d}, seed {self.seed} ({self.dataset}, {size} "
                 f"images, {self.recipe.epochs} epochs{bf16})")
 
