@@ -24,7 +24,7 @@ from .attacks import ATTACKS
 from .checkpoint import load_tensors
 from .data import ImageDataset, load, stratified_subset
 from .defenses import create_defense
-from .models import MODELS, create_model
+from .models import MODELS, create_model, narrow_batchnorms
 from .poisons import Poison
 from .profiles import Profile
 from .runs import RunStore, config_hash
@@ -452,7 +452,7 @@ def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
     curve = stratified_subset(test, CURVE_TEST_SIZE, seed=1)
     c, h, _ = train.shape
     torch.manual_seed(spec.seed)
-    model = create_model(spec.model, train.num_classes, c, h, spec.width)
+    model = narrow_batchnorms(create_model(spec.model, train.num_classes, c, h, spec.width))
     history = fit(model, train, spec.recipe, test=curve, seed=spec.seed, device=device, progress=progress,
                   checkpoint=ctx.checkpoint(), desc=f"victim {spec.model} {spec.method} s{spec.seed}", hook=hook)
     with run_precision(spec.recipe.precision):  # evaluated as trained

@@ -80,9 +80,9 @@ def _check_search(eps, steps, lr, batch_size) -> None:
 
 def _trace(model: nn.Module):
     """``torch.fx`` trace of ``model`` (sharing its modules), or None when the model is not traceable."""
-    class Tracer(torch.fx.Tracer):  # every conv a leaf, torch's own or a subclass (StridedPointwiseConv)
-        def is_leaf_module(self, m, qualname):
-            return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, qualname)
+    class Tracer(torch.fx.Tracer):  # every conv and batch norm a leaf, torch's own or a subclass
+        def is_leaf_module(self, m, qualname):  # (StridedPointwiseConv, NarrowBatchNorm2d)
+            return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
 
     try:
         return torch.fx.GraphModule(model, Tracer().trace(model))

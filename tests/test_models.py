@@ -72,3 +72,58 @@ def test_strided_shortcut_equals_a_strided_convolution():
     ref = torch.nn.functional.conv2d(x, conv.weight, stride=2)
     assert torch.allclose(conv(x), ref, atol=1e-6) and conv(x).shape == (4, 16, 8, 8)
     assert set(conv.state_dict()) == {"weight"}  # checkpoints of the old Conv2d still load
+
+
+def _trained_resnet(channels: int = 1, width: float = 0.125):
+    from miue.train import prepare
+    torch.manual_seed(0)
+    model = prepare(create_model("resnet18", 10, channels, 28, width), torch.device("cpu"))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # running statistics away from their initial 0 and 1
+            model(torch.rand(64, channels, 28, 28) * 3)
+    return model
+
+
+def test_frozen_model_is_the_eval_model_with_input_gradients_only():
+    """``frozen`` computes each batch norm as its eval-mode affine map: the same outputs and input gradients
+    as the eval model to float rounding, no weight gradients inside, and everything restored on exit."""
+    from miue.models import frozen
+    model = _trained_resnet()
+    x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+
+    def outputs_and_input_grad():
+        d = torch.zeros_like(x, requires_grad=True)
+        out = model(x + d)
+        return out.detach(), torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), d)[0]
+
+    model.eval()
+    ref_out, ref_grad = outputs_and_input_grad()
+    with frozen(model) as m:
+        assert m is model and not model.training
+        assert not any(p.requires_grad for p in model.parameters())
+        out, grad = outputs_and_input_grad()
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-9)
+    assert grad.abs().max() > 0
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any("forward" in vars(m) for m in model.modules())
+    model.train()  # batch statistics again once out of the context: outputs differ from the eval model's
+    assert not torch.allclose(model(x), ref_out)
+
+
+def test_narrow_batch_norms_compute_the_same_function_in_a_faster_layout():
+    from miue.models import NarrowBatchNorm2d, narrow_batchnorms
+    import copy
+    model = _trained_resnet()
+    narrow = narrow_batchnorms(copy.deepcopy(model))
+    kinds = [type(m) for m in narrow.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert NarrowBatchNorm2d in kinds and torch.nn.BatchNorm2d in kinds  # 8 channels narrow; 16 and up not
+    assert list(narrow.state_dict()) == list(model.state_dict())
+    x = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    for mode in ("train", "eval"):
+        getattr(model, mode)(), getattr(narrow, mode)()
+        out_ref, out = model(x), narrow(x)
+        torch.testing.assert_close(out, out_ref, rtol=1e-4, atol=1e-5)
+    for a, b in zip(model.buffers(), narrow.buffers()):  # the same running statistics after the train pass
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-6)

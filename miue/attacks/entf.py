@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..checkpoint import Checkpoint
+from ..models import frozen
 from ..pgd import pgd
 from ..settings import setting
 from ..train import Recipe, as_float, autocast, extract_features, fit, prepare
@@ -84,23 +85,22 @@ class EntangledFeatures(Attack):
         c, gen = self.config, state.generators["gen"]
         model, centroids = state.extra["model"], state.extra["centroids"]
         x_all, y_all = state.extra["x"], state.extra["y"]
-        model.requires_grad_(False)
         losses = []
-        for s in range(0, len(x_all), c.batch_size):
-            sl = slice(s, s + c.batch_size)
-            x, y = as_float(x_all[sl], device), y_all[sl]
-            init = project((torch.randn(x.shape, generator=gen) * c.eps).to(device), x, c.eps)
+        with frozen(model):
+            for s in range(0, len(x_all), c.batch_size):
+                sl = slice(s, s + c.batch_size)
+                x, y = as_float(x_all[sl], device), y_all[sl]
+                init = project((torch.randn(x.shape, generator=gen) * c.eps).to(device), x, c.eps)
 
-            def loss_fn(inp, y=y):
-                with autocast(device):
-                    z = model.features(inp)
-                return entanglement_loss(z, y, centroids, c.variant)
+                def loss_fn(inp, y=y):
+                    with autocast(device):
+                        z = model.features(inp)
+                    return entanglement_loss(z, y, centroids, c.variant)
 
-            d, loss = pgd(loss_fn, x, init, eps=c.eps, step_size=c.step_ratio * c.eps, steps=c.iterations,
-                          augmentation=data.augmentation if c.augment else None, generator=gen)
-            state.delta[sl] = d
-            losses.append(float(loss))
-        model.requires_grad_(True)
+                d, loss = pgd(loss_fn, x, init, eps=c.eps, step_size=c.step_ratio * c.eps, steps=c.iterations,
+                              augmentation=data.augmentation if c.augment else None, generator=gen)
+                state.delta[sl] = d
+                losses.append(float(loss))
         return {"pass": r + 1, "mean_loss": sum(losses) / len(losses)}
 
     def finish(self, state, data, device):

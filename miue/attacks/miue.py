@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import random_flip
-from ..models import kaiming_normal_init, normalize_inputs
+from ..models import frozen, kaiming_normal_init, normalize_inputs
 from ..pgd import pgd
 from ..settings import setting
 from ..train import Recipe, as_float, autocast, prepare, sgd, train_steps
@@ -157,8 +157,6 @@ class MIUE(Attack):
             _, train_acc = train_steps(model, state.optimizer, lambda idx: (clean(idx) + delta[idx]).clamp_(0, 1),
                                        y_all, order, recipe, None, gen, device)
         # poison optimization (Alg. 1, PGD on L_mi)
-        model.eval()
-        model.requires_grad_(False)
         alpha, losses = self.step_at(epoch), []
 
         def loss_fn(inp, y):
@@ -167,19 +165,19 @@ class MIUE(Attack):
             return mi_loss(z, y, c.tau, c.zeta, c.distance, c.similarity)
 
         order = torch.randperm(len(data), generator=gen)
-        for s in range(0, len(order), c.batch_size):
-            idx = order[s:s + c.batch_size].to(device)
-            x, y = clean(idx), y_all[idx]
-            if views:
-                from ..contrastive import simclr_augment
-                aug = simclr_augment
-            else:
-                aug = data.augmentation if joint else None
-            d, loss = pgd(lambda inp, y=y: loss_fn(inp, y), x, delta[idx].clone(), eps=c.eps, step_size=alpha,
-                          steps=c.pgd_steps, augmentation=aug, generator=gen)
-            losses.append(loss.item())
-            delta[idx] = d
-        model.requires_grad_(True)
+        if views:
+            from ..contrastive import simclr_augment
+            aug = simclr_augment
+        else:
+            aug = data.augmentation if joint else None
+        with frozen(model):
+            for s in range(0, len(order), c.batch_size):
+                idx = order[s:s + c.batch_size].to(device)
+                x, y = clean(idx), y_all[idx]
+                d, loss = pgd(lambda inp, y=y: loss_fn(inp, y), x, delta[idx].clone(), eps=c.eps, step_size=alpha,
+                              steps=c.pgd_steps, augmentation=aug, generator=gen)
+                losses.append(loss.item())
+                delta[idx] = d
         return {"epoch": epoch + 1, "source_train_acc": train_acc, "mi_loss": sum(losses) / len(losses),
                 "step_size": alpha, "lr": recipe.lr_at(epoch)}
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import augment as apply_augment
+from ..models import frozen
 from ..pgd import pgd, project
 from ..settings import setting
 from ..train import as_float, autocast, prepare
@@ -90,22 +91,20 @@ class RobustErrorMinimizing(Attack):
     def defensive_noise(self, model, x, y, aug_spec, generator, device) -> torch.Tensor:
         """δu for a clean batch ``x`` against the current model (step 1 above), from a random start."""
         c = self.config
-        model.eval()
-        model.requires_grad_(False)
-        du = project(_uniform(x.shape, c.eps, generator, device), x, c.eps)
-        for _ in range(c.pgd_steps):
-            du.requires_grad_(True)
-            grad = torch.zeros_like(x)
-            for _ in range(c.eot):
-                inp = apply_augment(x + du, aug_spec, generator)
-                if self.inner == "adversarial":
-                    da = adversarial(model, inp.detach(), y, c, generator, device)
-                else:  # SEM: a random δr within ±ρa, kept in the image box
-                    da = project(_uniform(inp.shape, c.adv_eps, generator, device), inp.detach(), c.adv_eps)
-                loss = _ce(model, inp + da, y, device)
-                grad += torch.autograd.grad(loss, du)[0]
-            du = project(du.detach() - c.step_size * grad.sign(), x, c.eps)
-        model.requires_grad_(True)
+        with frozen(model):  # eval mode, input gradients only
+            du = project(_uniform(x.shape, c.eps, generator, device), x, c.eps)
+            for _ in range(c.pgd_steps):
+                du.requires_grad_(True)
+                grad = torch.zeros_like(x)
+                for _ in range(c.eot):
+                    inp = apply_augment(x + du, aug_spec, generator)
+                    if self.inner == "adversarial":
+                        da = adversarial(model, inp.detach(), y, c, generator, device)
+                    else:  # SEM: a random δr within ±ρa, kept in the image box
+                        da = project(_uniform(inp.shape, c.adv_eps, generator, device), inp.detach(), c.adv_eps)
+                    loss = _ce(model, inp + da, y, device)
+                    grad += torch.autograd.grad(loss, du)[0]
+                du = project(du.detach() - c.step_size * grad.sign(), x, c.eps)
         return du.detach()
 
     def start(self, data, device, checkpoint):
@@ -139,8 +138,8 @@ class RobustErrorMinimizing(Attack):
             state.delta[idx] = du
             # θ: one step of adversarial training on t(x + δu)
             inp = apply_augment((x + du).clamp(0, 1), data.augmentation, gen)
-            model.eval()
-            da = adversarial(model, inp, y, c, gen, device)
+            with frozen(model):
+                da = adversarial(model, inp, y, c, gen, device)
             model.train()
             with autocast(device):
                 out = model(inp + da).float()

@@ -14,11 +14,13 @@ then sweeps every δ with ``pgd_steps`` signed steps. The SimCLR defaults (``dem
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from ..contrastive import nt_xent, simclr_augment
+from ..models import frozen
 from ..pgd import pgd
 from ..settings import setting
 from ..train import as_float, prepare
@@ -94,24 +96,21 @@ class TransferableUE(Attack):
                 loss.backward()
                 state.optimizer.step()
             entry["ssl_loss"] = loss.item()
-            both.eval()
-            both.requires_grad_(False)
         losses = []
-        for idx in torch.randperm(len(x_all), generator=gen).split(c.batch_size):
-            idx = idx.to(device)
-            x, y = as_float(x_all[idx], device), y_all[idx]
+        with frozen(state.model) if c.ssl_weight > 0 else nullcontext():  # eval, input gradients only
+            for idx in torch.randperm(len(x_all), generator=gen).split(c.batch_size):
+                idx = idx.to(device)
+                x, y = as_float(x_all[idx], device), y_all[idx]
 
-            def loss_fn(inp, x=x, y=y):
-                loss = c.csd_weight * csd_loss(inp - x, y)
-                if c.ssl_weight > 0:
-                    loss = loss + c.ssl_weight * self._ssl(state.model, inp, gen)
-                return loss
+                def loss_fn(inp, x=x, y=y):
+                    loss = c.csd_weight * csd_loss(inp - x, y)
+                    if c.ssl_weight > 0:
+                        loss = loss + c.ssl_weight * self._ssl(state.model, inp, gen)
+                    return loss
 
-            d, loss = pgd(loss_fn, x, delta[idx].clone(), eps=c.eps, step_size=c.step_size, steps=c.pgd_steps)
-            delta[idx] = d
-            losses.append(float(loss))
-        if c.ssl_weight > 0:
-            state.model.requires_grad_(True)
+                d, loss = pgd(loss_fn, x, delta[idx].clone(), eps=c.eps, step_size=c.step_size, steps=c.pgd_steps)
+                delta[idx] = d
+                losses.append(float(loss))
         entry["loss"] = sum(losses) / len(losses)
         return entry
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..models import frozen
 from ..pgd import pgd
 from ..settings import setting
 from .base import Defense, DefenseConfig, register
@@ -49,10 +50,9 @@ class AdversarialTraining(Defense):
     def perturb(self, model, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """PGD adversarial examples x + δ of ``model`` (left in eval mode) within the l∞ budget."""
         c = self.config
-        model.eval()
         start = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * c.eps
         start = (x + start).clamp(0, 1) - x
-        with torch.enable_grad():
+        with torch.enable_grad(), frozen(model):
             delta, _ = pgd(lambda inp: F.cross_entropy(model(inp).float(), y), x, start, eps=c.eps,
                            step_size=self.step, steps=c.steps, ascent=True)
         return (x + delta).detach()
