@@ -253,10 +253,19 @@ def at_defense(budget: int) -> dict:
     return {"name": "at", "eps": budget / 255}
 
 
+def at_lists(p: Profile) -> dict:
+    """The UEs and AT budgets (ρ in /255, largest first) the chapter runs at profile ``p`` (its notebook's
+    defaults): every one of :data:`AT_METHODS` at every one of :data:`AT_BUDGETS`; the smoke profile a sample
+    that still has a budget above 4/255 and one at or below it (EM and MI-UE at 8 and 4)."""
+    if p.name == "smoke":
+        return {"methods": ["clean", "em", "miue"], "budgets": [8, 4]}
+    return {"methods": list(AT_METHODS), "budgets": sorted(AT_BUDGETS, reverse=True)}
+
+
 def _adversarial_training(p: Profile) -> list:
-    seed = p.seeds[0]
-    return [ex.victim_spec(p, m, seed, defense=d) for m in AT_METHODS
-            for d in [None, *(at_defense(b) for b in AT_BUDGETS)]]
+    seed, L = p.seeds[0], at_lists(p)
+    return [ex.victim_spec(p, m, seed, defense=d) for m in L["methods"]
+            for d in [None, *(at_defense(b) for b in L["budgets"])]]
 
 
 # Chapter "Augmentations and purifications" (Tables 5, 11 and 12)

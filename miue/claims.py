@@ -264,13 +264,13 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
         add("Targeted adversarial poisoning (TAP) has an unlearnable distance above 1", "SAL/UD Table 1",
             "UD > 1 for TAP", "not run at this profile", "not tested here", "ud", "05_sharpness_aware_learnability")
 
-    from .chapters import AT_METHODS, at_defense
+    from .chapters import at_defense, at_lists
     from .methods import label
     at_claim = ("MI-UE is the strongest UE under adversarial training at 6/255 and 8/255", "MI-UE Table 4",
                 "lowest accuracy under AT-6 and AT-8 (45.55%, 70.56%)")
-    at_ues = [m for m in AT_METHODS if m != "clean"]
+    at_ues = [m for m in at_lists(p)["methods"] if m != "clean"]
     at_acc = {(m, b): _get(store, ex.victim_spec(p, m, seed, defense=at_defense(b))) for m in at_ues for b in (6, 8)}
-    if all(at_acc.values()):
+    if "miue" in at_ues and {6, 8} <= set(at_lists(p)["budgets"]) and all(at_acc.values()):
         at_acc = {k: 100 * r["metrics"]["test_acc"] for k, r in at_acc.items()}
         best = {b: min(at_ues, key=lambda m: at_acc[(m, b)]) for b in (6, 8)}
         ours = "; ".join(f"AT-{b}: MI-UE {at_acc[('miue', b)]:.1f}%, lowest {label(best[b])} "
