@@ -244,9 +244,11 @@ PROFILES: dict[str, Profile] = {
                      victim_weight_decay=5e-4, seeds=(0,), mi_slices=200, mi_bins=20,
                      attacks={"em": {"max_rounds": 2, "pgd_steps": 10, "step_size": 1.6 / 255},
                               "ap": {"source_epochs": 3, "restarts": 1, "iterations": 10, "step_ratio": 0.2},
-                              "miue": {"epochs": 3, "step_size": 2 / 255, "lr": 0.1},
+                              # 5 PGD steps a batch (cpu: 10): the smoke profile checks the plumbing
+                              "miue": {"epochs": 3, "pgd_steps": 5, "step_size": 2 / 255, "lr": 0.1},
                               # the code's ramp (0.2 → 0.4/255, ×2) scaled like the cpu profile's: 2 → 4/255
-                              "miue-code": {"epochs": 3, "step_size": 2 / 255, "step_size_final": 4 / 255},
+                              "miue-code": {"epochs": 3, "pgd_steps": 5, "step_size": 2 / 255,
+                                            "step_size_final": 4 / 255},
                               "rem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,
                                       "adv_step_size": 4 / 255, "lr_decay_every": 8},
                               "sem": {"steps": 8, "eot": 1, "pgd_steps": 2, "step_size": 4 / 255, "adv_steps": 1,

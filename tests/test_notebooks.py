@@ -117,7 +117,9 @@ def test_a_chapter_runs_at_smoke_on_the_cifar10_jpeg_copy(tmp_path, monkeypatch)
     monkeypatch.setenv("MIUE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "01_at_a_glance.ipynb"), str(out),
-                               parameters={"profile": "smoke", "dataset": "cifar10-jpeg", "progress": False},
+                               parameters={"profile": "smoke", "dataset": "cifar10-jpeg", "progress": False,
+                                           "methods": ["clean", "random", "miue"],
+                                           "overrides": {"n_train": 500, "n_test": 500}},
                                cwd=str(ROOT), progress_bar=False, kernel_name="python3")
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
