@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PROFILE ?= cpu
 
-.PHONY: book test install data browser unit clean-book mathjax slurm audit-smoke
+.PHONY: book test check install data browser unit clean-book mathjax slurm audit-smoke
 
 install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -53,6 +53,10 @@ book: install data mathjax
 
 unit: install data
 	$(PY) -m pytest -q -m "not notebook"
+
+# everyday work: the unit tests without the slow ones (generation, victims, Slurm, notebooks)
+check: install data
+	$(PY) -m pytest -q -m "not notebook and not slow and not slurm"
 
 test: install data browser mathjax slurm
 	$(PY) -m pytest -q --durations=40

@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import html
-import math
 
-import numpy as np
 import pandas as pd
 
 from .data import display_name
 from .profiles import Profile, profile as _profile
+from .stats import finite, mean_std  # noqa: F401 - book.mean_std and book.finite, as the notebooks call them
 
 _IPYTHON = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 
@@ -86,12 +85,6 @@ def profile_for(name: str, dataset: str | None = None, overrides: dict | None = 
     if dataset is not None:
         changes["dataset"] = dataset
     return _profile(name, **changes)
-
-
-def mean_std(values) -> tuple[float, float]:
-    """(mean, sample std); the std is NaN for a single value."""
-    v = np.asarray(list(values), dtype=float)
-    return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else float("nan"))
 
 
 def fmt_mean_std(values, digits: int = 2, seeds=None) -> str:
@@ -197,6 +190,14 @@ def collapsed(df: pd.DataFrame, title: str = "Provenance"):
     return HTML(f"<details><summary>{html.escape(summary)}</summary>\n{df.to_html(border=0)}\n</details>")
 
 
+class CaptionNumber(str):
+    """"Figure 3.1": a string to cite in later text that shows nothing when it ends a cell (no stray
+    ``'Figure 3.1'`` result under the caption)."""
+
+    def _ipython_display_(self):
+        pass
+
+
 class Captions:
     """Numbered captions for one chapter: ``cap = Captions(3)``; ``cap.figure("...")`` under a figure prints
     "**Figure 3.1.** ..." and ``cap.table("...")`` above a table "**Table 3.1.** ...". Numbers count up in
@@ -206,10 +207,10 @@ class Captions:
         self.chapter = chapter
         self.counts = {"Figure": 0, "Table": 0}
 
-    def _show(self, kind: str, text: str) -> str:
+    def _show(self, kind: str, text: str) -> "CaptionNumber":
         from IPython.display import Markdown, display
         self.counts[kind] += 1
-        number = f"{kind} {self.chapter}.{self.counts[kind]}"
+        number = CaptionNumber(f"{kind} {self.chapter}.{self.counts[kind]}")
         display(Markdown(f"**{number}.** {text}"))
         return number
 
@@ -220,5 +221,3 @@ class Captions:
         return self._show("Table", text)
 
 
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -610,3 +610,22 @@ def cost_without_inputs_kept_apart(p: Profile, store: RunStore | None = None) ->
                 runs += 1
                 seconds += compute_seconds(rec)
     return runs, seconds
+
+
+def generation_budgets(p: Profile, n_train: int | None, methods=("em", "ap", "miue", "rem", "sem")) -> str:
+    """The generation budgets of ``methods`` at profile ``p`` in one line, for a setting table: EM's round cap,
+    AP's iterations × restarts, MI-UE's epochs, REM's and SEM's source-training steps with the passes over
+    ``n_train`` images they make (the paper's: ``generation_budgets(profile("paper"), 50000)``)."""
+    parts = []
+    for m in methods:
+        c = ex.attack_config(p, m)
+        if m == "em":
+            parts.append(f"EM at most {c['max_rounds']} rounds")
+        elif m == "ap":
+            parts.append(f"AP {c['iterations']} iterations × {c['restarts']} restart{'s' if c['restarts'] != 1 else ''}")
+        elif m in ("miue", "miue-code"):
+            parts.append(f"{'MI-UE' if m == 'miue' else 'MI-UE (code)'} {c['epochs']} epochs")
+        elif m in ("rem", "sem"):
+            passes = f" (≈{c['steps'] * c['batch_size'] / n_train:.2g} passes)" if n_train else ""
+            parts.append(f"{m.upper()} {c['steps']:,} source steps of {c['batch_size']}{passes}")
+    return "; ".join(parts)

@@ -6,7 +6,6 @@ profile is "not tested here"). The verdict rules are stated in :data:`RULES` and
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ import pandas as pd
 from . import experiments as ex
 from .profiles import Profile
 from .runs import RunStore
+from .stats import spearman
 
 UES = ("em", "ap", "miue", "miue-code")
 # the UEs of MI-UE Tables 1 and 2 that this book implements: C1 (MI below clean, the MI gap tracking the
@@ -102,13 +102,6 @@ def transfer_holds(acc: dict, ues: list, archs: list) -> bool:
     return bool(archs) and len(transfer_wins(acc, ues, archs)) >= len(archs) / 2
 
 
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-    if len(a) < 3:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
-
-
 def lowest_ue(acc: dict) -> tuple[str, bool] | None:
     """C3 on ``acc`` (method → victim accuracy, %): (the UE of :data:`TABLE2_UES` with the lowest accuracy,
     whether it is MI-UE in the paper's or the code's settings), or None when EM, AP or MI-UE is missing (the
@@ -171,8 +164,8 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
             "03_effective_ues_reduce_mi")
         others = [m for m in ("random", *ues) if m in acc]
         gaps = [acc["clean"] - acc[m] for m in others]
-        rho = _spearman(gaps, [mi["clean"] - mi[m] for m in others])
-        rho_x = _spearman(gaps, [excess["clean"] - excess[m] for m in others])
+        rho = spearman(gaps, [mi["clean"] - mi[m] for m in others])
+        rho_x = spearman(gaps, [excess["clean"] - excess[m] for m in others])
         add("The MI gap tracks the accuracy gap", "MI-UE Sec. 4 (Table 1)", "Spearman 0.7818",
             f"Spearman {rho:.2f} (paper's estimator), {rho_x:.2f} (excess over shuffled); n = {len(others)} "
             f"({_over(seeds)})",
@@ -210,7 +203,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
                 d.append(_DEPTH[a])
                 g.append(rc["metrics"]["mi"] - ru["metrics"]["mi"])
         if len(d) >= 3:
-            per[u] = _spearman(d, g)
+            per[u] = spearman(d, g)
     if per:
         avg = float(np.mean(list(per.values())))
         add("Deeper networks give larger MI gaps", "MI-UE Sec. 4, Fig. 2, Tables 13-15", "gap grows with depth",
@@ -243,7 +236,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     sep = {u: 100 * r["metrics"]["train_acc"] for u, r in sep.items() if r}
     if have and len(sep) >= 3:
         us = [u for u in sep if u in acc]
-        rho = _spearman([acc["clean"] - acc[u] for u in us], [sep[u] for u in us])
+        rho = spearman([acc["clean"] - acc[u] for u in us], [sep[u] for u in us])
         add("Linear separability of the noises correlates only weakly with effectiveness", "MI-UE App. G.5, Table 21",
             "Spearman 0.0333 (noises), 0.2833 (poisoned data)", f"Spearman {rho:.2f} (noises), n = {len(us)}",
             "holds" if abs(rho) < 0.5 else "fails", "separability", "03_effective_ues_reduce_mi")
@@ -450,7 +443,3 @@ def defenders_best(acc: dict) -> tuple[dict, list, dict]:
 
 def verdict_counts(table: pd.DataFrame) -> dict:
     return {k: int(v) for k, v in table["verdict"].value_counts().items()}
-
-
-def _finite(x) -> bool:
-    return isinstance(x, float) and math.isfinite(x)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 from tqdm.std import tqdm
 
@@ -75,23 +77,19 @@ def histogram_mi(x: torch.Tensor, y: torch.Tensor, bins: int = 100, chunk: int =
     return out.float()
 
 
-def _sorted_window_eps(xs: torch.Tensor, ys: torch.Tensor, k: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """k-th neighbour max-norm distance within ``window`` x-sorted neighbours each side, and whether it is exact.
+def _kth_neighbour_distance(xs: torch.Tensor, ys: torch.Tensor, k: int) -> torch.Tensor:
+    """Per slice (row) and point, the max-norm distance to its k-th nearest other point of (xs, ys), (s, n).
 
-    ``xs`` is sorted along dim 1. Points outside the window are at least as far in x as the window's edge;
-    when both edges are at least ε_i away, no point outside can be strictly closer, so ε_i is exact.
-    """
-    s, n = xs.shape
-    inf = float("inf")
-    xw = torch.nn.functional.pad(xs, (window, window), value=inf).unfold(1, 2 * window + 1, 1)  # (s, n, 2w+1)
-    yw = torch.nn.functional.pad(ys, (window, window), value=inf).unfold(1, 2 * window + 1, 1)
-    d = torch.maximum((xw - xs[:, :, None]).abs_(), (yw - ys[:, :, None]).abs_())
-    eps = d.topk(k + 1, dim=2, largest=False).values[:, :, -1]  # the point itself is the first, at 0
-    idx = torch.arange(n)
-    left, right = idx - window - 1, idx + window + 1
-    gap_l = torch.where(left >= 0, xs - xs[:, left.clamp(min=0)], torch.full_like(xs, float("inf")))
-    gap_r = torch.where(right < n, xs[:, right.clamp(max=n - 1)] - xs, torch.full_like(xs, float("inf")))
-    return eps, (gap_l >= eps) & (gap_r >= eps)
+    A k-d tree per slice (scipy's cKDTree, p = ∞): exact, O(N log N) per slice, in C. It replaced a
+    vectorized search among the nearest points in x order (116 s for the 2,000-slice, 10-class, 1,000-point
+    KSG estimate of ``python -m miue.bench --mi-estimator ksg`` on 2 cores)."""
+    from scipy.spatial import cKDTree
+    xs_np, ys_np = xs.numpy(), ys.numpy()
+    out = np.empty(xs_np.shape)
+    for i in range(xs_np.shape[0]):
+        pts = np.stack([xs_np[i], ys_np[i]], 1)
+        out[i] = cKDTree(pts).query(pts, k=k + 1, p=np.inf)[0][:, -1]  # the point itself is the first, at 0
+    return torch.from_numpy(out)
 
 
 def _count_within(sorted_v: torch.Tensor, v: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -101,15 +99,14 @@ def _count_within(sorted_v: torch.Tensor, v: torch.Tensor, eps: torch.Tensor) ->
     return hi - lo
 
 
-def ksg_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, window: int | None = None) -> torch.Tensor:
+def ksg_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3) -> torch.Tensor:
     """k-NN MI (Kraskov, Stögbauer & Grassberger, 2004, algorithm 1; App. F.1, Eq. 15) per column pair.
 
     ε_i is the max-norm distance from (x_i, y_i) to its k-th neighbour; n_x(i), n_y(i) count points strictly
     closer than ε_i in each marginal; I = ψ(k) + ψ(N) − ⟨ψ(n_x + 1) + ψ(n_y + 1)⟩. Returns shape (S,).
 
-    Exact, in O(N·w + N log N) per slice instead of O(N²): ε_i is searched among the ``window`` (default
-    ⌈1.5·√(kN)⌉) nearest points in x order on each side, points where that is not provably exact fall back
-    to a full search, and the marginal counts come from binary search in the sorted marginals.
+    Exact, in O(N log N) per slice instead of O(N²): ε_i from a k-d tree (:func:`_kth_neighbour_distance`),
+    the marginal counts from binary search in the sorted marginals.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -117,21 +114,14 @@ def ksg_mi(x: torch.Tensor, y: torch.Tensor, k: int = 3, window: int | None = No
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of columns (slices), got {x.shape[1]} and {y.shape[1]}")
     n, s_total = x.shape
-    w = min(n - 1, window or max(2 * k, math.ceil(1.5 * math.sqrt(k * n))))
-    chunk = max(1, int(8e6 // (n * 2 * w)))
+    chunk = max(1, int(4e6 // n))
     psi = torch.special.digamma
     out = torch.empty(s_total, dtype=torch.float64)
     for s0 in range(0, s_total, chunk):
-        xs, ys = x[:, s0:s0 + chunk].T, y[:, s0:s0 + chunk].T  # (s, n), float64
-        order = xs.argsort(dim=1)
-        xs, ys = xs.gather(1, order), ys.gather(1, order)
-        eps, exact = _sorted_window_eps(xs, ys, k, w)
-        miss = (~exact).nonzero()  # rare (about 1%): full search for those points, batched
-        for m0 in range(0, miss.shape[0], 4096):
-            si, i = miss[m0:m0 + 4096].T
-            d = torch.maximum((xs[si] - xs[si, i, None]).abs(), (ys[si] - ys[si, i, None]).abs())
-            d[torch.arange(len(i)), i] = float("inf")
-            eps[si, i] = d.topk(k, dim=1, largest=False).values[:, -1]
+        xs, ys = x[:, s0:s0 + chunk].T.contiguous(), y[:, s0:s0 + chunk].T.contiguous()  # (s, n), float64
+        xs, order = xs.sort(dim=1)
+        ys = ys.gather(1, order)
+        eps = _kth_neighbour_distance(xs, ys, k)
         eps = eps * (1 - 1e-9)  # "strictly closer": the k-th neighbour sits exactly at ε in one marginal
         nx = (_count_within(xs, xs, eps) - 1).clamp(min=0)
         ny = (_count_within(ys.sort(dim=1).values, ys, eps) - 1).clamp(min=0)

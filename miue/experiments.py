@@ -79,11 +79,6 @@ def poison_spec(p: Profile, method: str, classes=None, fraction: float = 1.0, af
     return PoisonSpec(method, _attack(p, method, **extra), p.dataset, p.n_train, 0, classes, fraction, after_epoch)
 
 
-def poison_config(p: Profile, method: str, **extra) -> dict | None:
-    spec = poison_spec(p, method, **extra)
-    return None if spec is None else spec.config()
-
-
 def _encode(t: torch.Tensor) -> dict:
     t = t.contiguous()
     return {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape),
@@ -538,11 +533,6 @@ def _extract(spec: VictimSpec, store: RunStore, progress: bool, device: str):
     if spec.poison is not None:
         poisoned = load_poison(spec.poison, store, progress, device).apply(train.images)
     return extract_features(model, train.images, dev), extract_features(model, poisoned, dev), train.labels
-
-
-def victim_features(p: Profile, method: str, seed: int = 0, store: RunStore | None = None, progress: bool = True,
-                    arch: str | None = None, **extra) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return features(victim_spec(p, method, seed, arch, **extra), store, progress, p.device)
 
 
 def effective_rank(features: torch.Tensor) -> float:

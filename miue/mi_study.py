@@ -15,6 +15,7 @@ from . import experiments as ex
 from .chapters import mi_study_specs
 from .profiles import Profile, profile
 from .runs import RunStore
+from .stats import spearman
 
 NATS_PER_BIT = math.log(2)
 PAPER_LEVEL = (0.50, 0.71)  # the paper's Table 1 MI values (CIFAR-10; unit and sample size not stated)
@@ -39,11 +40,6 @@ def records(L: Profile, methods, store: RunStore | None = None, compute: bool = 
             if rec is not None:
                 out[(m, spec.estimator, spec.shared_directions)] = rec
     return out
-
-
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-    return float(spearmanr(a, b).statistic) if len(a) >= 3 else float("nan")
 
 
 def summary(study: dict, methods) -> dict | None:
@@ -78,8 +74,8 @@ def summary(study: dict, methods) -> dict | None:
         "reach_by": reach_by,
         "hist": {m: r["mi"] for m, r in hist.items()}, "excess": {m: r["mi_excess"] for m, r in hist.items()},
         "ksg": ksg, "ues": ues,
-        "rho_excess": _spearman([hist[m]["mi"] for m in ues], [hist[m]["mi_excess"] for m in ues]),
-        "rho_ksg": _spearman([hist[m]["mi"] for m in both], [ksg[m] for m in both]),
+        "rho_excess": spearman([hist[m]["mi"] for m in ues], [hist[m]["mi_excess"] for m in ues]),
+        "rho_ksg": spearman([hist[m]["mi"] for m in both], [ksg[m] for m in both]),
         "ues_below_clean": below,
         "baseline": {m: r["mi_shuffled"] for m, r in hist.items()},
         "bias_share": {m: r["mi_shuffled"] / r["mi"] for m, r in hist.items() if r["mi"] > 0},

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .stats import spearman  # noqa: F401 - paper.spearman, as the notebooks call it
+
 PAPER_DIR = Path(__file__).resolve().parent.parent / "data" / "paper"
 CITATION = {"MI-UE": "Why Do Unlearnable Examples Work: A Novel Perspective of Mutual Information (ICLR 2026)",
             "SAL/UD": "How Far Are We from True Unlearnability? (arXiv 2509.08058)"}
@@ -353,12 +355,6 @@ def cross_table_checks() -> pd.DataFrame:
     return _frame(rows)
 
 
-def spearman(a, b) -> float:
-    """Spearman's rank correlation (average ranks for ties) of two equal-length sequences."""
-    a, b = pd.Series(list(a), dtype=float), pd.Series(list(b), dtype=float)
-    return float(a.rank().corr(b.rank()))
-
-
 def spearman_checks() -> pd.DataFrame:
     """The three Spearman correlations the MI-UE text quotes (claims M3–M5), recomputed from Tables 1 and
     21: Acc Gap vs MI Gap over Table 1's columns with and without Random noise, and Acc Gap (Table 1) vs
@@ -542,10 +538,6 @@ SALUD_CLAIMS = (
     ("U5", 2, "217", "Among these defense techniques, JPEG compression performs the best."),
     ("U6", 3, "228", "ranging from a minimum of 0.157 to a maximum of 1.639"),
 )
-
-
-def _names(cells) -> str:
-    return ", ".join(f"{c['method']} {c['value']}" for c in cells)
 
 
 def _claim_row(paper, cid, tab, line, quote, relation, claimed, cells, computed, verdict) -> dict:

@@ -60,10 +60,6 @@ class ComputeForbidden(RuntimeError):
     """A run had to be computed while ``MIUE_NO_COMPUTE`` is set."""
 
 
-class CorruptArtifact(RuntimeError):
-    """An artifact in the cache does not match the hash recorded when it was written."""
-
-
 def canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 

@@ -570,17 +570,6 @@ def _compute_sal(spec: SALSpec, ctx, store, progress: bool, device) -> dict:
             "history": history}
 
 
-@dataclass(frozen=True)
-class UDResult:
-    """β, #LP and UD of one method against one clean model (Eq. 4-5)."""
-
-    beta: float
-    lp: float
-    ud: float
-    lp_weights: float
-    ud_weights: float
-
-
 def ud_table(records: dict, clean: dict, reference_lp: float | None = None):
     """The paper's Table 1/3 columns for ``records`` (method → sal record) against the ``clean`` sal record.
 

@@ -423,15 +423,6 @@ def mc_mi(model: FeatureModel, n: int = 20000, seed: int = 0, conditional: bool 
     return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(n))
 
 
-def mc_conditional_entropy_unlabelled(model: FeatureModel, n: int = 20000, seed: int = 0) -> tuple[float, float]:
-    """Monte-Carlo H(Z' | Z) = E[−log p(z, z') + log p(z)] (Y not given), with its standard error. It exceeds
-    H(Z' | Z, Y) by I(Y; Z' | Z) ≤ H(Y | Z), which vanishes when the classes are separated."""
-    _check_mc(n, seed)
-    z, zp, _ = model.sample(n, seed)
-    vals = -model.log_density("joint", np.concatenate([z, zp], axis=1)) + model.log_density("clean", z)
-    return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(n))
-
-
 def kl_gaussian_to_class(model: FeatureModel, n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Theorem 5.1's ε_Y = KL(N(μ_Y, Σ_Y) ‖ p(Z' | Y)) with (μ_Y, Σ_Y) the moments of Z' | Y, by Monte Carlo
     from the Gaussian: per-class estimates and standard errors, shapes (C,). Zero for Gaussian classes."""
@@ -501,11 +492,6 @@ class Theorem51:
     @property
     def corrected(self) -> float:
         return self.as_proved + self.label_entropy
-
-    def as_dict(self) -> dict:
-        return {"d/2 log(2πe)": self.constant, "½ E_Y log det Σ_Y": self.logdet, "H(Z′|Z)": self.cond_entropy,
-                "E_Y C_Y √ε": self.eps_term, "H(Y)": self.label_entropy, "bound as stated (Eq. 1)": self.as_stated,
-                "bound as proved (Eq. 10)": self.as_proved, "corrected (+H(Y))": self.corrected}
 
 
 def theorem_5_1(model: FeatureModel, eps=0.0, density_range=None, cond_entropy: float | None = None) -> Theorem51:

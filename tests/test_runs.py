@@ -2,6 +2,7 @@ import json
 import multiprocessing as mp
 import time
 
+import numpy as np
 import pytest
 
 from miue.runs import RecordVersionError, RunStore, config_hash
@@ -138,3 +139,27 @@ def test_lookup_reads_a_specs_record_and_never_computes(store):
     assert records[0] is None and records[2] is None and records[1]["metrics"]["test_acc"] == 0.25
     assert book.fmt_recorded(records, p.seeds) == "25.00 (seed 1); seeds 0, 2 not run yet"
     assert book.fmt_recorded([None] * 3, p.seeds) == "not run yet"
+
+
+def test_a_caption_number_is_text_that_shows_nothing_when_it_ends_a_cell(capsys):
+    """``cap.figure(...)`` returns its number for later text ("from Figure 3.1"), and IPython displays
+    nothing for it when it ends a cell (no stray 'Figure 3.1' result under the caption)."""
+    from IPython.core.formatters import DisplayFormatter
+    from miue.book import Captions
+    cap = Captions(3)
+    first, second = cap.figure("one"), cap.table("two")
+    assert (first, second) == ("Figure 3.1", "Table 3.1") and f"from {first}" == "from Figure 3.1"
+    assert DisplayFormatter().format(first) == ({}, {})  # the display hook sends nothing
+    assert DisplayFormatter().format(str(first))[0]  # a plain string would show
+
+
+def test_one_spearman_and_one_single_seed_rule():
+    from miue import book, paper, stats
+    assert book.mean_std is stats.mean_std and paper.spearman is stats.spearman
+    assert stats.spearman([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)
+    assert np.isnan(stats.spearman([1, 2], [2, 1]))  # two points say nothing about an order
+    with pytest.raises(ValueError, match="one length"):
+        stats.spearman([1, 2, 3], [1, 2])
+    assert stats.mean_std([3.0])[0] == 3.0 and np.isnan(stats.mean_std([3.0])[1])
+    assert stats.mean_std([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5))
+    assert stats.finite(1.5) and not stats.finite(float("nan")) and not stats.finite(True) and not stats.finite("1")

@@ -165,11 +165,7 @@ class MIUE(Attack):
             return mi_loss(z, y, c.tau, c.zeta, c.distance, c.similarity)
 
         order = torch.randperm(len(data), generator=gen)
-        if views:
-            from ..contrastive import simclr_augment
-            aug = simclr_augment
-        else:
-            aug = data.augmentation if joint else None
+        aug = simclr_augment if views else data.augmentation if joint else None  # (imported above for views)
         with frozen(model):
             for s in range(0, len(order), c.batch_size):
                 idx = order[s:s + c.batch_size].to(device)
