@@ -94,11 +94,15 @@ def recorded(folder: str | Path | None = None):
                          "against": (r["baseline"].get("git_commit") or "?")[:7] if "baseline" in r else None,
                          "training speed-up": r.get("ratio", {}).get("train_img_per_s"),
                          "generation speed-up": r.get("ratio", {}).get("miue_gen_img_per_s"),
+                         "sliced MI (s)": (f"{r['sliced_mi_seconds']:g} ({r['sliced_mi_setting']})"
+                                           if r.get("sliced_mi_seconds") else None),
+                         "sliced MI speed-up": r.get("ratio", {}).get("sliced_mi_seconds"),
                          "commit": (r.get("git_commit") or b.get("git_commit") or "?")[:7], "torch": r["torch"],
                          "measured": r.get("measured", b["measured"])})
     return pd.DataFrame(rows, columns=["machine", "width", "input", "batch", "torch.compile", "precision",
-                                       "training (img/s)", "MI-UE generation (img/s)", "against",
-                                       "training speed-up", "generation speed-up", "commit", "torch", "measured"])
+                                       "training (img/s)", "MI-UE generation (img/s)", "sliced MI (s)", "against",
+                                       "training speed-up", "generation speed-up", "sliced MI speed-up", "commit",
+                                       "torch", "measured"])
 
 
 def main(argv=None):
