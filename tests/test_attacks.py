@@ -112,6 +112,7 @@ def test_code_variant_is_faithful_to_the_authors_code(digits):
     assert ((images.float() + levels) <= expect + 1e-3).all()  # and never rounds up
 
 
+@pytest.mark.slow
 def test_code_variant_generates_within_budget_and_differs_from_joint_augmentation(digits):
     from miue.poisons import publish
     digits = digits[0]
@@ -338,6 +339,7 @@ def test_gue_plays_the_bome_game_within_budget(digits):
     assert all(h["lambda"] >= 0 for h in hist) and hist[-1]["clean_surrogate"] < hist[0]["clean_surrogate"]
 
 
+@pytest.mark.slow
 def test_dc_generator_raises_the_clean_loss_after_a_pseudo_update(digits):
     """Three outer epochs on digits (2-NN classifiers, lr 0.1): δ stays within DC's ε = 0.032, and the
     generator's objective, the clean loss after the pseudo-update, rises across outer epochs, while with a

@@ -181,6 +181,7 @@ def test_dvae_purifies_to_valid_images_and_refuses_a_foreign_state():
 
 @pytest.mark.parametrize("name, settings", [("ava", {"t_star": 50, "reverse_steps": 3}),
                                             ("le", {"rounds": 2, "t_star": 10, "reverse_steps": 2})])
+@pytest.mark.slow
 def test_diffusion_purifiers_return_images_of_the_inputs_shape(name, settings):
     from miue.defenses.diffusion import DenoiserSettings, train_denoiser
     x = torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8)

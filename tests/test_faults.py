@@ -531,6 +531,7 @@ STALE_KINDS = ["dead-pid", "old-empty", "old-garbage", "elsewhere-old", "reused-
                "dead-pid", "old-empty", "reused-pid"]
 
 
+@pytest.mark.slow
 def test_stale_lock_met_by_several_processes_at_once_is_computed_exactly_once(tmp_path):
     root, cache = tmp_path / "runs", tmp_path / "cache"
     store = RunStore(root, cache)
@@ -550,6 +551,7 @@ def test_stale_lock_met_by_several_processes_at_once_is_computed_exactly_once(tm
         assert len([1 for rr, _, _ in results if rr == r]) == n
 
 
+@pytest.mark.slow
 def test_corrupt_record_met_by_several_processes_is_recomputed_once(tmp_path):
     root, cache = tmp_path / "runs", tmp_path / "cache"
     store = RunStore(root, cache)

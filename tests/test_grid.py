@@ -165,6 +165,7 @@ def test_two_concurrent_local_grids_compute_every_run_exactly_once(tmp_path):
     assert "5 runs, 0 missing" in again.stdout
 
 
+@pytest.mark.slow
 def test_audit_sample_reruns_a_recorded_run_and_finds_the_same_numbers(tmp_path):
     from miue import audit
     p = profile("smoke")

@@ -19,6 +19,7 @@ def _cifar_like(n=200, classes=10, seed=0):
     return ImageDataset("synthetic", "train", images, labels, tuple(str(c) for c in range(classes)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ops", "lsp", "ar"])
 def test_budget_after_quantization_shapes_and_determinism(method, digits):
     for data in (digits[0], _cifar_like()):

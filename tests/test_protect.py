@@ -318,6 +318,7 @@ def test_verify_refuses_a_changed_protected_file(folders, tmp_path):
         target.write_bytes(keep)
 
 
+@pytest.mark.slow
 def test_cli_reads_like_a_man_page_and_refuses_cleanly(tmp_path):
     exe = [sys.executable, "-m", "miue.cli"]
     top = subprocess.run(exe + ["--help"], capture_output=True, text=True)
@@ -349,6 +350,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
     assert err == "miue protect: interrupted; run the same command to resume"
 
 
+@pytest.mark.slow
 def test_verify_on_an_odd_sized_folder_at_the_default_thread_count(tmp_path):
     """A three-class folder of 12 photographs: 9 protected training images + 60 reference ones make an odd
     last batch, which crashed natively at 2 threads (oneDNN; see models.StridedPointwiseConv)."""

@@ -84,6 +84,7 @@ def _worker(root, cache, seed, out):
     out.put((seed, r["hash"], r["metrics"]["seed"]))
 
 
+@pytest.mark.slow
 def test_two_processes_fill_one_store_without_clobbering(tmp_path):
     root, cache = tmp_path / "runs", tmp_path / "cache"
     ctx = mp.get_context("spawn")
@@ -101,6 +102,7 @@ def test_two_processes_fill_one_store_without_clobbering(tmp_path):
         assert len(list((cache / "grid" / h).glob("by-*"))) == 1
 
 
+@pytest.mark.slow
 def test_a_record_names_the_commit_its_process_imported_not_a_later_one(tmp_path):
     """A background run outlasts commits made meanwhile: its provenance is the code it started with."""
     import os
