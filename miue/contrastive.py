@@ -75,7 +75,7 @@ class SimCLRConfig:
 def pretrain(model, images: torch.Tensor, c: SimCLRConfig, seed: int, device, progress: bool = True,
              checkpoint=None) -> list[dict]:
     """SimCLR pre-training of ``model.features`` (a projection head is trained alongside and dropped)."""
-    from tqdm.std import tqdm
+    from .progress import tqdm
 
     from .train import as_float, prepare
     model = prepare(model, device)

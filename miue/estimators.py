@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 import torch
-from tqdm.std import tqdm
+from .progress import tqdm
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, min_samples: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -550,7 +550,7 @@ def protect(in_dir: str | Path, out_dir: str | Path, *, method: str = "miue", ep
             except (ValueError, KeyError):
                 continue  # a line cut by an interruption
     entries = []
-    from tqdm.std import tqdm  # a text bar in the log, never a widget in a notebook
+    from .progress import tqdm  # a text bar in the log, never in a notebook
     with open(journal_path, "a") as jf:
         for i, s in enumerate(tqdm(images, desc="writing", disable=not progress, leave=False, mininterval=1.0)):
             rel_out = Path(s.rel).with_suffix(".png").as_posix()

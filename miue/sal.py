@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.std import tqdm
+from .progress import tqdm
 
 from .profiles import Profile
 from .specs import Spec

@@ -17,7 +17,7 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from tqdm.std import tqdm
+from .progress import tqdm
 
 from . import settings
 from .augment import augment

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from tqdm.std import tqdm
+from .progress import tqdm
 
 from . import estimators as est
 from .profiles import PROFILES

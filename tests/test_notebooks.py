@@ -130,3 +130,27 @@ def test_a_chapter_runs_at_smoke_on_the_cifar10_jpeg_copy(tmp_path, monkeypatch)
     victims = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "victim").glob("*.json")]
     assert victims and all(v["config"]["dataset"] == "cifar10-jpeg" for v in victims)
     assert all("cifar10-jpeg" in v["provenance"]["datasets"] for v in victims)
+
+
+@pytest.mark.notebook
+def test_progress_bars_go_to_the_log_and_never_into_a_notebook(tmp_path):
+    """A bar inside a papermill kernel is written to the kernel process's stderr (papermill's log), not into
+    the output notebook; outside a kernel it is tqdm's text bar on stderr."""
+    import papermill
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from miue.progress import tqdm\n"
+                                          "for _ in tqdm(range(3), desc='bar-in-log', mininterval=0):\n"
+                                          "    pass\nprint('visible')")]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(ROOT),
+                               progress_bar=False, kernel_name="python3")
+    outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    text = json.dumps(outputs)
+    assert "visible" in text and "bar-in-log" not in text and "%|" not in text
+
+
+def test_progress_bars_outside_a_kernel_are_text_on_stderr(capsys):
+    from miue.progress import tqdm
+    for _ in tqdm(range(3), desc="plain-bar", mininterval=0):
+        pass
+    assert "plain-bar" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
-from tqdm.std import tqdm
+from ..progress import tqdm
 
 from .. import settings
 from ..checkpoint import Checkpoint

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.std import tqdm
+from ..progress import tqdm
 
 from ..settings import setting
 from .base import Defense, DefenseConfig, register
