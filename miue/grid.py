@@ -556,11 +556,13 @@ def _artifacts_missing(kind: str, record: dict, store: RunStore) -> bool:
     return bool(names) and not all(store.artifact_path(kind, record["hash"], n).is_file() for n in names)
 
 
-def regeneration_seconds(spec, store: RunStore, _rates: dict | None = None, _seen: set | None = None) -> float:
+def regeneration_seconds(spec, store: RunStore, _rates: dict | None = None, _seen: set | None = None,
+                         fresh_clone: bool = False) -> float:
     """Seconds to regenerate what ``spec`` reads but the cache lacks: every dependency (recursively) that has
     a record but not its artifacts (a fresh clone, a lost cache, a run made on another machine), at its cost
     on the recording CPU (:func:`estimate_seconds`). A dependency without a record is a run of its own.
-    ``_seen`` (shared across a chapter) counts each dependency once."""
+    ``_seen`` (shared across a chapter) counts each dependency once. ``fresh_clone``: as if the cache were
+    empty (what the published book quotes: the same on every machine)."""
     seen = set() if _seen is None else _seen
     rates = _rates if _rates is not None else {}
     total = 0.0
@@ -569,8 +571,9 @@ def regeneration_seconds(spec, store: RunStore, _rates: dict | None = None, _see
             continue
         seen.add(d.address)
         rec = store.get(kind_of(d), d.config())
-        if rec is not None and _artifacts_missing(kind_of(d), rec, store):
-            total += (estimate_seconds(d, store, rates)[0] or 0.0) + regeneration_seconds(d, store, rates, seen)
+        if rec is not None and (fresh_clone or _artifacts_missing(kind_of(d), rec, store)):
+            total += ((estimate_seconds(d, store, rates)[0] or 0.0)
+                      + regeneration_seconds(d, store, rates, seen, fresh_clone))
     return total
 
 
@@ -636,10 +639,15 @@ def study_hours(study: str, p, store: RunStore | None = None) -> tuple[float, in
     return scratch / 3600, unknown
 
 
-def _cost(specs, store: RunStore, rates: dict) -> tuple[float, float, int, int]:
-    """(seconds from scratch, seconds still to compute here, runs recorded, runs without an estimate) for
+def left_column(fresh_clone: bool) -> str:
+    """The name of :func:`study_estimates`' column of hours still to compute."""
+    return "left to compute from a fresh clone (hours)" if fresh_clone else "left to compute here (hours)"
+
+
+def _cost(specs, store: RunStore, rates: dict, fresh_clone: bool = False) -> tuple[float, float, int, int]:
+    """(seconds from scratch, seconds still to compute, runs recorded, runs without an estimate) for
     ``specs``: recorded CPU time where a record exists, else the estimate; what is left counts the missing runs
-    and the recorded inputs this cache would have to regenerate for them."""
+    and the recorded inputs this cache (``fresh_clone``: an empty one) would have to regenerate for them."""
     scratch, left, have, unknown, seen = 0.0, 0.0, 0, 0, set()
     for s in specs:
         sec, how = estimate_seconds(s, store, rates)
@@ -650,16 +658,17 @@ def _cost(specs, store: RunStore, rates: dict) -> tuple[float, float, int, int]:
             continue
         scratch += sec
         if not recorded:
-            left += sec + regeneration_seconds(s, store, rates, seen)
+            left += sec + regeneration_seconds(s, store, rates, seen, fresh_clone)
     return scratch, left, have, unknown
 
 
-def study_estimates(p, store: RunStore | None = None, page: str | None = None):
+def study_estimates(p, store: RunStore | None = None, page: str | None = None, fresh_clone: bool = True):
     """Per study of :data:`miue.chapters.PAGE_STUDIES` (at its own profile, or ``p`` where it names none): runs
     listed and recorded, the hours to compute all of them from scratch on the recording device (recorded CPU
     time, or the estimate for a run recorded elsewhere or missing) and the hours still to compute here (the
-    missing runs, with the recorded inputs this cache lacks), and the runs without an estimate. ``page``: that
-    page's studies only."""
+    missing runs, with the recorded inputs a fresh clone lacks, or with ``fresh_clone=False`` those this cache
+    lacks), and the runs without an estimate. ``page``: that page's studies only. The default keeps the book
+    the same on every machine: it never reads the git-ignored cache."""
     import pandas as pd
     from .chapters import PAGE_STUDIES
     store = store or RunStore()
@@ -674,10 +683,10 @@ def study_estimates(p, store: RunStore | None = None, page: str | None = None):
             q = p if name is None else profile(name)
             specs = chapter_specs(study, q)
             n = len(specs)
-            scratch, left, have, unknown = _cost(specs, store, rates)
+            scratch, left, have, unknown = _cost(specs, store, rates, fresh_clone)
             rows.append({"page": pg, "study": study, "profile": q.name, "runs": n,
                          "recorded": have, "from scratch (hours)": round(scratch / 3600, 1),
-                         "left to compute here (hours)": round(left / 3600, 1), "runs without an estimate": unknown})
+                         left_column(fresh_clone): round(left / 3600, 1), "runs without an estimate": unknown})
     return pd.DataFrame(rows).set_index(["page", "study"])
 
 
