@@ -103,6 +103,54 @@ def tolerances(drift: dict | None, factor: float = 2.0, floor: float = 0.005, re
     return {"victim_acc": max(floor, factor * worst), "relative": max(relative_floor, factor * rel)}
 
 
+def retrained_pairs(store: RunStore | None = None) -> list[dict]:
+    """Every pair of records that trained one victim config twice: a SAL/UD run trains the victim its config
+    names (measuring SAL between epochs) and records its accuracy, beside that victim's own record. One dict
+    per pair: method, both accuracies (%), both thread counts, both commits."""
+    store = store or RunStore()
+    out = []
+    for r in store.records("sal"):
+        v = r["config"]["victim"]
+        plain = store.get("victim", v)
+        if plain is None or "test_acc" not in r["metrics"]:
+            continue
+        a, b = r["provenance"], plain["provenance"]
+        out.append({"method": v["poison"]["method"] if v.get("poison") else "clean", "dataset": v["dataset"],
+                    "acc (SAL run)": 100 * r["metrics"]["test_acc"], "acc (victim)": 100 * plain["metrics"]["test_acc"],
+                    "threads (SAL run)": a.get("torch_threads"), "threads (victim)": b.get("torch_threads"),
+                    "commits": f"{a['git_commit'][:7]} / {b['git_commit'][:7]}"})
+    return out
+
+
+def method_tolerances(p: Profile, store: RunStore | None = None, drift: dict | None = None):
+    """One tolerance per method for "the same number" at profile ``p``: the largest of the drift study's
+    (:func:`tolerances`), twice the method's seed standard deviation over its undefended victims, and the
+    largest difference measured between two trainings of one victim config at different thread counts
+    (:func:`retrained_pairs`). Pairs trained with equal thread counts but at different commits are shown
+    beside it (code changed between them), not folded into the tolerance."""
+    import numpy as np
+    import pandas as pd
+    store = store or RunStore()
+    base = 100 * tolerances(drift)["victim_acc"]
+    pairs = [q for q in retrained_pairs(store) if q["dataset"] == p.dataset]
+    rows = []
+    for m in ("clean", *ex.ATTACKS):
+        accs = [100 * r["metrics"]["test_acc"] for r in (store.get("victim", ex.victim_spec(p, m, s).config())
+                                                        for s in p.seeds) if r]
+        sd = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
+        mine = [(abs(q["acc (SAL run)"] - q["acc (victim)"]), q["threads (SAL run)"] == q["threads (victim)"])
+                for q in pairs if q["method"] == m]
+        same = [d for d, eq in mine if eq]
+        other = [d for d, eq in mine if not eq]
+        rows.append({"method": m, "seeds": len(accs), "seed std": sd, "trained twice": len(mine),
+                     "same threads: identical": sum(d < 1e-9 for d in same),
+                     "same threads, other code: largest difference": max([d for d in same if d >= 1e-9],
+                                                                         default=np.nan),
+                     "1 vs 2 threads: largest difference": max(other, default=np.nan),
+                     "tolerance": max([base, 2 * sd if sd == sd else 0.0, *other])})
+    return pd.DataFrame(rows).set_index("method")
+
+
 def _leaves(obj, prefix=""):
     """(name, number) for every numeric leaf of a metrics dict; timings are left out."""
     if isinstance(obj, dict):

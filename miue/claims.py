@@ -1,11 +1,20 @@
-"""The papers' claims, each with the paper's number, ours from the committed records, and a computed verdict.
+"""The papers' claims, each with the paper's number, ours from the committed records, and a verdict.
 
-:func:`claims_table` reads records only (it computes nothing: a claim whose runs are not recorded at the
-profile is "not tested here"). The verdict rules are stated in :data:`RULES` and printed on the Claims page.
+Every claim is one small function in :data:`CLAIMS` (registered with :func:`claim`), and its rule is stated
+once in :data:`RULES`; the Claims page (:func:`claims_table`) and every chapter that states a claim
+(:func:`verdict`) call the same function. A verdict has three values (:mod:`miue.stats`): it **holds** or
+**fails** only where the 95% interval of the quantity its rule compares lies clear of the rule's threshold,
+and is **inconclusive** where the interval crosses it. Intervals are over victim seeds (Welch's t); a value
+measured at one seed borrows the seed spread of the same method's undefended victims at the profile, and a
+rank correlation is bootstrapped over its points and their seeds. Nothing here computes a run: a claim whose
+records are missing is "not tested here".
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -13,411 +22,444 @@ import pandas as pd
 from . import experiments as ex
 from .profiles import Profile
 from .runs import RunStore
-from .stats import spearman
+from .stats import (FAILS, HOLDS, INCONCLUSIVE, Measure, above, all_of, any_of, bootstrap_interval, difference,
+                    spearman, within)
 
-UES = ("em", "ap", "miue", "miue-code")
-# the UEs of MI-UE Tables 1 and 2 that this book implements: C1 (MI below clean, the MI gap tracking the
-# accuracy gap) and C3 (lowest of all UEs) use every one recorded
-TABLE2_UES = ("em", "ap", "rem", "sem", "miue", "miue-code")
+NOT_TESTED = "not tested here"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED)
+MIUE = ("miue", "miue-code")
+# MI-UE Table 1's UEs that the book implements (C1 and C2 use every one recorded), and Table 2's (C3)
+TABLE1_UES = ("em", "ap", "ar", "gue", "ntga", "rem", "sem", "tue", "miue", "miue-code")
+TABLE2_UES = ("em", "ap", "ntga", "rem", "sem", "tue", "miue", "miue-code")
+UES = ("em", "ap", "miue", "miue-code")  # the covariance study's (chapter 3, Fig. 3)
+ONE_SEED = ("one seed each; the interval borrows each method's seed spread over its undefended victims")
+
 RULES = {
-    "reduce": "holds if every UE (of MI-UE Table 1, recorded: EM, AP, REM, SEM, MI-UE) whose accuracy gap is at "
-              "least 10 points has a lower MI than clean features, "
-              "with the paper's estimator; the excess over the shuffled baseline is shown beside it",
-    "tracks": "holds if Spearman(accuracy gap, MI gap) over Random and the UEs is at least 0.5 with the paper's "
-              "estimator; the value with the excess over the shuffled baseline is shown beside it",
-    "lowest": "holds if MI-UE (paper or code settings) has the lowest mean accuracy of the UEs of MI-UE Table 2 "
-              "recorded (EM, AP, REM, SEM, MI-UE; at least EM, AP and MI-UE)",
-    "depth": "holds if Spearman(depth, MI gap), averaged over EM, AP and MI-UE, is positive (deeper, larger gap)",
-    "covariance": "holds if every UE's ½E log det Σ_Y of poisoned features is below clean and MI-UE's is the lowest",
-    "separability": "holds if |Spearman(accuracy gap, linear accuracy on the noises)| over the UEs is below 0.5",
-    "ud": "holds if AP (the SAL/UD paper's TAP) has UD > 1",
-    "at": "holds if MI-UE's victim has the lowest accuracy of the adversarial-training chapter's UEs under both "
-          "AT-6 and AT-8 (one seed each)",
-    "terms": "holds if removing Eq. 2's similarity term raises the victim's accuracy by more than 5 points plus "
-             "the rise from removing the distance term (0 if that lowers it; one seed each)",
-    "zeta": "holds if every ζ ≥ 10 gives a victim accuracy more than 10 points above every ζ ≤ 1 (one seed each)",
-    "defenses": "holds if MI-UE's highest accuracy over the defenses of Table 5 (the defender's best) is below every "
-                "other UE's highest over the defenses both ran (one seed each)",
+    "reduce": "holds if every UE of MI-UE Table 1 recorded whose mean accuracy gap is at least 10 points has an "
+              "MI with the paper's estimator clearly below clean's (interval of clean − UE above 0)",
+    "reduce-excess": "the same with the bias-corrected MI: the excess over the shuffled baseline",
+    "tracks": "holds if Spearman(accuracy gap, MI gap) over Random and Table 1's UEs is at least 0.5 with the "
+              "paper's estimator (bootstrap over the methods and their seeds)",
+    "tracks-excess": "the same with the excess over the shuffled baseline",
+    "tracks-ksg": "the same with KSG's excess over its shuffled baseline (seed 0: bootstrap over the methods)",
+    "lowest": "holds if MI-UE (paper or code settings) is clearly below every other UE of MI-UE Table 2 recorded "
+              "(EM, AP, NTGA, REM, SEM, TUE; at least EM and AP)",
+    "depth": "holds if Spearman(depth, MI gap), averaged over EM, AP and MI-UE, is clearly positive (bootstrap "
+             "over the architectures)",
+    "covariance": "holds if every UE's ½E log det Σ_Y of poisoned features is clearly below clean's and MI-UE's "
+                  "clearly the lowest",
+    "separability": "holds if |Spearman(accuracy gap, linear accuracy on the noises)| over every UE with a "
+                    "separability record is clearly below 0.5 (bootstrap over the UEs)",
+    "ud": "holds if AP (the SAL/UD paper's TAP) has UD clearly above 1 (interval over seeds; one seed decides "
+          "nothing: the SAL/UD measurement has no spread to borrow)",
+    "at": "holds if MI-UE's victim is clearly the lowest of the adversarial-training chapter's UEs under both "
+          "AT-6 and AT-8 (" + ONE_SEED + ")",
+    "defenses": "holds if MI-UE's highest accuracy over the defenses of Table 5 (the defender's best) is clearly "
+                "below every other UE's over the defenses both ran; inconclusive where those best defenses erase "
+                "every poison (each UE's best within the clean victim's interval under that defense) (" + ONE_SEED
+                + ")",
+    "terms": "holds if removing Eq. 2's similarity term raises the victim's accuracy by more than 5 points and by "
+             "more than 5 points beyond removing the distance term (" + ONE_SEED + ")",
+    "zeta-large": "holds if every ζ ≥ 10 gives a victim accuracy more than 10 points above every ζ ≤ 1 ("
+                  + ONE_SEED + ")",
+    "zeta-small": "holds if the victims at every ζ ≤ 1 lie within 5 points of each other (" + ONE_SEED + ")",
     "epochs": "holds if the shortest generation run's victim is more than 2 points above the profile's own budget's "
-              "(one seed each)",
-    "budget": "holds if the victims at the smallest and largest ε tried are within 5 points (one seed each)",
-    "step": "holds if the victims at the paper's steps (0.1 to 0.8/255, the profile's number of epochs) are within "
-            "5 points of each other (one seed each)",
+              "(" + ONE_SEED + ")",
+    "budget": "holds if the victims at the smallest and largest ε tried are within 5 points (" + ONE_SEED + ")",
+    "step": "holds if the victims at the paper's steps (0.1 to 0.8/255, the profile's number of epochs) lie within "
+            "5 points of each other (" + ONE_SEED + ")",
     "regularizer": "holds if, at one of the MINE weights tried, both EM and AP with the MI regulariser leave their "
-                   "victims more than 1 point below EM and AP without it (one seed each)",
-    "contrastive": "holds if A-MI-UE lowers the SimCLR victim more than EM does, by more than 5 points (one seed each)",
-    "transfer": "holds if MI-UE's victim has the lowest accuracy of the transfer chapter's UEs on at least half of "
-                "its victim architectures (one seed each)",
-    "speed": "holds if SEM's generation time divided into REM's (same settings, same machine) is within a factor "
-             "1.5 of the SEM paper's 3.91 (2.6 to 5.9)",
+                   "victims more than 1 point below EM and AP without it (" + ONE_SEED + ")",
+    "contrastive": "holds if A-MI-UE's SimCLR victim lies more than 5 points below EM's (" + ONE_SEED + ")",
+    "transfer": "holds if MI-UE's victim is clearly the lowest of the transfer chapter's UEs on at least half of its "
+                "victim architectures, fails if it cannot be on half (" + ONE_SEED + ")",
+    "speed": "holds if SEM's generation time divided into REM's (same settings, same machine, one run each) is "
+             "within a factor 1.5 of the SEM paper's 3.91 (2.6 to 5.9)",
 }
 
 
-# The ablation chapter's verdicts, one function per rule of :data:`RULES` (accuracies in %), shared by
-# :func:`claims_table` and the chapter "What makes MI-UE work"
-def terms_hold(full: float, no_similarity: float, no_distance: float) -> bool:
-    """Table 6: removing the similarity term costs more than removing the distance term (``RULES['terms']``)."""
-    return no_similarity - full > max(no_distance - full, 0) + 5
+# ------------------------------------------------------------------------------------------ the machinery
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison a rule makes: the quantity, its 95% interval and the verdict on it."""
+    label: str
+    estimate: float
+    low: float
+    high: float
+    verdict: str
+    margin: float = 0.0  # how far the interval clears the threshold (negative: it crosses or misses)
+
+    def __str__(self):
+        if not np.isfinite(self.low):
+            return f"{self.label} {self.estimate:+.2f} (no interval)"
+        return f"{self.label} {self.estimate:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
-def zeta_holds(small: list, large: list) -> bool:
-    """Table 7: victims at ζ ≥ 10 (``large``) all lie more than 10 points above those at ζ ≤ 1 (``small``)."""
-    return bool(small) and bool(large) and min(large) > max(small) + 10
+def exceeds(label: str, a: Measure, b: Measure, threshold: float = 0.0) -> Check:
+    """a − b > ``threshold``, decided on Welch's interval of the difference."""
+    d, lo, hi = difference(a, b)
+    return Check(label, d, lo, hi, above(lo, hi, threshold), lo - threshold)
 
 
-def epochs_hold(short: float, default: float) -> bool:
-    """Table 9: the shortest generation run leaves its victim more than 2 points above the default budget's."""
-    return short - default > 2
+def close(label: str, a: Measure, b: Measure, bound: float) -> Check:
+    """|a − b| < ``bound``, decided on the interval of the difference."""
+    d, lo, hi = difference(a, b)
+    return Check(label, d, lo, hi, within(lo, hi, bound), bound - max(abs(lo), abs(hi)))
 
 
-def budget_holds(at_smallest: float, at_largest: float) -> bool:
-    """Table 10: the smallest and largest ε give victims within 5 points."""
-    return abs(at_smallest - at_largest) < 5
-
-
-def step_holds(accs: list) -> bool:
-    """Table 22: the victims at the paper's PGD steps lie within 5 points of each other."""
-    return len(accs) >= 2 and max(accs) - min(accs) < 5
-
-
-def regularizer_holds(base: dict, regularized: dict) -> bool:
-    """Table 8: at one MINE weight, every regularised UE's victim lies more than 1 point below its plain UE's.
-    ``base``: UE → accuracy; ``regularized``: (UE, weight) → accuracy."""
-    weights = {w for _, w in regularized}
-    return any(all(regularized[(m, w)] < base[m] - 1 for m in base) for w in weights)
-
-
-def contrastive_holds(clean: float, em: float, a_miue: float) -> bool:
-    """Table 20: A-MI-UE lowers the SimCLR victim more than EM does, by more than 5 points."""
-    return clean - a_miue > clean - em + 5
-
-
-def transfer_wins(acc: dict, ues: list, archs: list) -> list:
-    """Table 3: the architectures on which MI-UE's victim is the lowest of ``ues`` (``acc``: (UE, arch) → %)."""
-    return [a for a in archs if min(ues, key=lambda m: acc[(m, a)]) == "miue"]
-
-
-def transfer_holds(acc: dict, ues: list, archs: list) -> bool:
-    """Table 3: MI-UE is the strongest UE on at least half of the victim architectures (``RULES['transfer']``)."""
-    return bool(archs) and len(transfer_wins(acc, ues, archs)) >= len(archs) / 2
-
-
-def lowest_ue(acc: dict) -> tuple[str, bool] | None:
-    """C3 on ``acc`` (method → victim accuracy, %): (the UE of :data:`TABLE2_UES` with the lowest accuracy,
-    whether it is MI-UE in the paper's or the code's settings), or None when EM, AP or MI-UE is missing (the
-    claim is then not tested). One rule for the Claims page and every chapter that states C3."""
-    ues = [u for u in TABLE2_UES if u in acc]
-    if not {"em", "ap", "miue"} <= set(ues):
+def deciding(checks: list[Check], verdict: str) -> Check | None:
+    """The check to show for a combined ``verdict``: among the checks with that verdict, the one nearest its
+    threshold when it holds, the furthest past it when it fails, the least clear one when inconclusive."""
+    if not checks:
         return None
-    low = min(ues, key=acc.get)
-    return low, low in ("miue", "miue-code")
+    hit = [c for c in checks if c.verdict == verdict] or checks
+    return min(hit, key=lambda c: c.margin)
 
 
-def _over(seeds) -> str:
-    return f"mean over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+@dataclass
+class Outcome:
+    """A claim's result at one profile: the verdict, the numbers it rests on, and the interval that decided."""
+    verdict: str
+    ours: str
+    interval: str = ""
+    note: str = ""
+
+
+def untested(why: str = "not run at this profile") -> Outcome:
+    return Outcome(NOT_TESTED, why)
+
+
+def combined(checks: list[Check], ours: str, any_: bool = False, note: str = "") -> Outcome:
+    v = (any_of if any_ else all_of)(c.verdict for c in checks)
+    c = deciding(checks, v)
+    return Outcome(v, ours, "" if c is None else str(c), note)
 
 
 def _get(store: RunStore, spec):
     return store.get(spec.kind, spec.config())
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else float("nan")
+class Context:
+    """The records one profile holds, read once: victims' accuracies as :class:`Measure` (in %)."""
+
+    def __init__(self, p: Profile, store: RunStore):
+        self.p, self.store, self.seed = p, store, p.seeds[0]
+        core = ("clean", "em", "ap", "miue")
+        # the seeds at which the core methods are all recorded (a large profile may run seed 0 first), else all
+        self.seeds = [s for s in p.seeds if all(_get(store, ex.victim_spec(p, m, s)) for m in core)] or list(p.seeds)
+        self._spread: dict = {}
+        self.borrowed: set = set()  # the profiles whose seed spreads were borrowed
+
+    def get(self, spec):
+        return _get(self.store, spec)
+
+    def over(self, n: int | None = None) -> str:
+        seeds = self.seeds if n is None else self.seeds[:n]
+        return f"mean over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+    def acc(self, method: str) -> Measure | None:
+        """The undefended victim's accuracy over :attr:`seeds` (None unless all are recorded); at one seed,
+        with the method's seed spread borrowed (:meth:`spread`)."""
+        recs = [self.get(ex.victim_spec(self.p, method, s)) for s in self.seeds]
+        if not all(recs):
+            return None
+        vals = [100 * r["metrics"]["test_acc"] for r in recs]
+        return Measure(vals) if len(vals) > 1 else Measure(vals, *self.spread(method))
+
+    def spread(self, method: str) -> tuple[float | None, int]:
+        """(seed std, seeds) of ``method``'s undefended victims over every profile seed recorded; where this
+        profile has fewer than two, the same dataset's profile that has (the ``cpu`` one first: the spread
+        the book measured for that method), else (None, seeds)."""
+        if method not in self._spread:
+            from .profiles import PROFILES
+            siblings = sorted((q for q in PROFILES.values() if q.dataset == self.p.dataset and q.name != self.p.name),
+                              key=lambda q: q.name != "cpu")
+            for q in (self.p, *siblings):
+                recs = [r for r in (self.get(ex.victim_spec(q, method, s)) for s in q.seeds) if r]
+                vals = [100 * r["metrics"]["test_acc"] for r in recs]
+                if len(vals) > 1:
+                    self._spread[method] = (float(np.std(vals, ddof=1)), len(vals), q.name)
+                    break
+            else:
+                self._spread[method] = (None, 0, self.p.name)
+        sd, n, source = self._spread[method]
+        if source != self.p.name:
+            self.borrowed.add(source)
+        return sd, n
+
+    def one(self, spec, method: str) -> Measure | None:
+        """One seed's victim accuracy with ``method``'s borrowed seed spread."""
+        r = self.get(spec)
+        if r is None:
+            return None
+        return Measure([100 * r["metrics"]["test_acc"]], *self.spread(method))
 
 
-def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
-    """One row per claim: claim, source, paper, ours, verdict, rule, chapter."""
-    store = store or RunStore()
-    rows = []
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    claim: str
+    source: str
+    paper: str
+    chapter: str
+    decide: Callable[[Context], Outcome] = field(repr=False)
 
-    from .chapters import PAGES
 
-    def add(claim, source, paper, ours, verdict, rule, chapter):
-        chapter = chapter if chapter in PAGES else ""  # only pages the book has (drafts are not linked)
-        rows.append({"claim": claim, "source": source, "paper": paper, f"ours ({p.name})": ours,
-                     "verdict": verdict, "rule": RULES[rule], "chapter": chapter})
+CLAIMS: list[Claim] = []
 
-    methods = ["clean", "random", *TABLE2_UES]
-    # the seeds at which the core methods are all recorded (a large profile may run seed 0 first), else all
-    seeds = [s for s in p.seeds if all(_get(store, ex.victim_spec(p, m, s)) and _get(store, ex.mi_spec(p, m, s))
-                                       for m in ("clean", "em", "ap", "miue"))] or list(p.seeds)
-    acc, mi, excess = {}, {}, {}
-    for m in methods:
-        v = [_get(store, ex.victim_spec(p, m, s)) for s in seeds]
-        i = [_get(store, ex.mi_spec(p, m, s)) for s in seeds]
-        if all(v) and all(i):
-            acc[m] = _mean([100 * r["metrics"]["test_acc"] for r in v])
-            mi[m] = _mean([r["metrics"]["mi"] for r in i])
-            excess[m] = _mean([r["metrics"]["mi"] - r["metrics"]["mi_shuffled"] for r in i])
-    have = "clean" in acc and all(u in acc for u in ("em", "ap", "miue"))
+
+def claim(key: str, text: str, source: str, paper: str, chapter: str):
+    """Register ``decide(ctx) -> Outcome`` as the claim ``key`` (its rule: ``RULES[key]``)."""
+    if key not in RULES:
+        raise ValueError(f"claim {key!r} has no rule in RULES")
+
+    def register(fn):
+        CLAIMS.append(Claim(key, text, source, paper, chapter, fn))
+        return fn
+    return register
+
+
+def _label(m: str) -> str:
+    from .methods import label
+    return label(m)
+
+
+# ------------------------------------------------------------------------- MI-UE Sec. 4 and Tables 1-2
+
+def _mi(ctx: Context, method: str, estimator: str = "histogram") -> tuple[Measure, Measure] | None:
+    """(raw MI, excess over the shuffled baseline) of ``method``'s victim features over the claim seeds
+    (KSG: seed 0 only)."""
+    seeds = ctx.seeds if estimator == "histogram" else [ctx.seed]
+    recs = [ctx.get(ex.mi_spec(ctx.p, method, s, estimator=estimator)) for s in seeds]
+    if not all(recs):
+        return None
+    return (Measure([r["metrics"]["mi"] for r in recs]),
+            Measure([r["metrics"]["mi"] - r["metrics"]["mi_shuffled"] for r in recs]))
+
+
+def _table1(ctx: Context, estimator: str = "histogram") -> tuple[dict, dict] | None:
+    """(accuracy, MI pair) for clean, Random and Table 1's UEs recorded with both; None without the core."""
+    acc, mi = {}, {}
+    for m in ("clean", "random", *TABLE1_UES):
+        a, i = ctx.acc(m), _mi(ctx, m, estimator)
+        if a is not None and i is not None:
+            acc[m], mi[m] = a, i
+    return (acc, mi) if {"clean", "em", "ap", "miue"} <= set(acc) else None
+
+
+def _reduce(ctx: Context, which: int) -> Outcome:
+    got = _table1(ctx)
+    if got is None:
+        return untested()
+    acc, mi = got
+    effective = [u for u in TABLE1_UES if u in acc and acc["clean"].mean - acc[u].mean >= 10]
+    if not effective:
+        return untested(f"0 effective UEs of {sum(u in acc for u in TABLE1_UES)} recorded")
+    checks = [exceeds(f"clean − {_label(u)}", mi["clean"][which], mi[u][which]) for u in effective]
+    clear = sum(c.verdict == HOLDS for c in checks)
+    return combined(checks, f"{len(effective)} effective UEs; clearly below clean: {clear}/{len(effective)} "
+                            f"(nats, {ctx.over()})")
+
+
+@claim("reduce", "Effective UEs reduce the MI between clean and poisoned features (paper's estimator)",
+       "MI-UE Sec. 4, Table 1", "every UE below clean (0.7122)", "03_effective_ues_reduce_mi")
+def _c1(ctx):
+    return _reduce(ctx, 0)
+
+
+@claim("reduce-excess", "Effective UEs reduce the MI between clean and poisoned features (excess over shuffled)",
+       "MI-UE Sec. 4, Table 1", "every UE below clean (0.7122)", "03_effective_ues_reduce_mi")
+def _c1x(ctx):
+    return _reduce(ctx, 1)
+
+
+def _rank(xs, ys) -> float:
+    return spearman(xs, ys)
+
+
+def _tracks(ctx: Context, which: int, estimator: str = "histogram") -> Outcome:
+    got = _table1(ctx, estimator)
+    if got is None:
+        return untested()
+    acc, mi = got
+    others = [m for m in acc if m != "clean"]
+    points = []
+    for m in others:
+        a_c, a_m = acc["clean"].values, acc[m].values
+        i_c, i_m = mi["clean"][which].values, mi[m][which].values
+        k = min(len(a_c), len(i_c))
+        if len(i_c) == 1:  # KSG at seed 0: pair it with the accuracy gap at that seed
+            points.append([(a_c[0] - a_m[0], i_c[0] - i_m[0])])
+        else:
+            points.append([(a_c[s] - a_m[s], i_c[s] - i_m[s]) for s in range(k)])
+    rho, lo, hi = bootstrap_interval(lambda obs: _rank([o[0] for o in obs], [o[1] for o in obs]), points)
+    seeds = "seed 0" if estimator != "histogram" else ctx.over()
+    ours = f"Spearman {rho:.2f}, n = {len(others)} ({seeds})"
+    if not np.isfinite(rho):
+        return Outcome(NOT_TESTED, ours + ": undefined")
+    c = Check("Spearman", rho, lo, hi, above(lo, hi, 0.5) if lo == lo else INCONCLUSIVE, lo - 0.5)
+    return Outcome(c.verdict, ours, str(c))
+
+
+@claim("tracks", "The MI gap tracks the accuracy gap (paper's estimator)", "MI-UE Sec. 4 (Table 1)",
+       "Spearman 0.7818", "03_effective_ues_reduce_mi")
+def _c2(ctx):
+    return _tracks(ctx, 0)
+
+
+@claim("tracks-excess", "The MI gap tracks the accuracy gap (excess over shuffled)", "MI-UE Sec. 4 (Table 1)",
+       "Spearman 0.7818", "03_effective_ues_reduce_mi")
+def _c2x(ctx):
+    return _tracks(ctx, 1)
+
+
+@claim("tracks-ksg", "The MI gap tracks the accuracy gap (KSG, excess over shuffled)", "MI-UE Sec. 4 (Table 1)",
+       "Spearman 0.7818", "03_effective_ues_reduce_mi")
+def _c2k(ctx):
+    return _tracks(ctx, 1, "ksg")
+
+
+def lowest(acc: dict) -> Outcome | None:
+    """C3 on ``acc`` (method → :class:`Measure` of victim accuracy, %): is MI-UE (either setting) clearly
+    the lowest of :data:`TABLE2_UES` recorded? None when EM, AP or MI-UE is missing (not tested). One rule
+    for the Claims page and every chapter that states C3."""
     ues = [u for u in TABLE2_UES if u in acc]
-    if have:
-        effective = [u for u in ues if acc["clean"] - acc[u] >= 10]
-        below = sum(mi[u] < mi["clean"] for u in effective)
-        add("Effective UEs reduce the MI between clean and poisoned features", "MI-UE Sec. 4, Table 1",
-            "every UE below clean (0.7122)",
-            f"{len(effective)} effective UEs; below clean with the paper's estimator: {below}/{len(effective)}; "
-            f"with the excess over shuffled: {sum(excess[u] < excess['clean'] for u in effective)}/{len(effective)}"
-            f" ({_over(seeds)})",
-            "not tested here" if not effective else "holds" if below == len(effective) else "fails", "reduce",
-            "03_effective_ues_reduce_mi")
-        others = [m for m in ("random", *ues) if m in acc]
-        gaps = [acc["clean"] - acc[m] for m in others]
-        rho = spearman(gaps, [mi["clean"] - mi[m] for m in others])
-        rho_x = spearman(gaps, [excess["clean"] - excess[m] for m in others])
-        add("The MI gap tracks the accuracy gap", "MI-UE Sec. 4 (Table 1)", "Spearman 0.7818",
-            f"Spearman {rho:.2f} (paper's estimator), {rho_x:.2f} (excess over shuffled); n = {len(others)} "
-            f"({_over(seeds)})",
-            "not tested here" if rho != rho else "holds" if rho >= 0.5 else "fails", "tracks",
-            "03_effective_ues_reduce_mi")
-        # C3 ranks Table 2's UEs by their victims alone (no MI record needed), at the same seeds
-        for u in TABLE2_UES:
-            v = [_get(store, ex.victim_spec(p, u, s)) for s in seeds]
-            if u not in acc and all(v):
-                acc[u] = _mean([100 * r["metrics"]["test_acc"] for r in v])
-        low, ok = lowest_ue(acc)
-        add("MI-UE gives the lowest test accuracy of all UEs", "MI-UE Table 2", "9.95% (CIFAR-10, ResNet-18)",
-            "; ".join(f"{ex.ATTACKS[u].label} {acc[u]:.1f}%" for u in TABLE2_UES if u in acc)
-            + f" ({_over(seeds)})", "holds" if ok else "fails", "lowest", "01_at_a_glance")
-    else:
-        for claim, src, paper, rule, ch in [
-                ("Effective UEs reduce the MI between clean and poisoned features", "MI-UE Sec. 4, Table 1",
-                 "every UE below clean (0.7122)", "reduce", "03_effective_ues_reduce_mi"),
-                ("The MI gap tracks the accuracy gap", "MI-UE Sec. 4 (Table 1)", "Spearman 0.7818", "tracks",
-                 "03_effective_ues_reduce_mi"),
-                ("MI-UE gives the lowest test accuracy of all UEs", "MI-UE Table 2", "9.95% (CIFAR-10, ResNet-18)",
-                 "lowest", "01_at_a_glance")]:
-            add(claim, src, paper, "not run at this profile", "not tested here", rule, ch)
+    if not {"em", "ap", "miue"} <= set(ues):
+        return None
+    per = []
+    for v in (u for u in MIUE if u in acc):
+        per.append([exceeds(f"{_label(u)} − {_label(v)}", acc[u], acc[v]) for u in ues if u not in MIUE])
+    verdicts = [all_of(c.verdict for c in cs) for cs in per]
+    v = any_of(verdicts)
+    chosen = per[verdicts.index(v)] if v in verdicts else per[0]
+    low = min(ues, key=lambda u: acc[u].mean)
+    ours = "; ".join(f"{_label(u)} {acc[u].mean:.1f}%" for u in ues) + f"; lowest: {_label(low)}"
+    c = deciding(chosen, all_of(x.verdict for x in chosen))
+    return Outcome(v, ours, str(c))
 
-    # depth (chapter 04): Spearman(depth, MI gap) per UE over the profile's architectures, seed 0
-    from .models import DEPTH as _DEPTH
-    archs = [a for a in p.archs if a in _DEPTH]
-    seed = p.seeds[0]
-    per = {}
-    for u in ("em", "ap", "miue"):
-        d, g = [], []
-        for a in archs:
-            rc, ru = _get(store, ex.mi_spec(p, "clean", seed, arch=a)), _get(store, ex.mi_spec(p, u, seed, arch=a))
-            if rc and ru:
-                d.append(_DEPTH[a])
-                g.append(rc["metrics"]["mi"] - ru["metrics"]["mi"])
-        if len(d) >= 3:
-            per[u] = spearman(d, g)
-    if per:
-        avg = float(np.mean(list(per.values())))
-        add("Deeper networks give larger MI gaps", "MI-UE Sec. 4, Fig. 2, Tables 13-15", "gap grows with depth",
-            ", ".join(f"{ex.ATTACKS[u].label} {r:+.2f}" for u, r in per.items()) + f" over {len(archs)} "
-            f"architectures (seed {seed}); mean {avg:+.2f}", "holds" if avg > 0 else "fails", "depth",
-            "04_deeper_networks_lower_mi")
-    else:
-        add("Deeper networks give larger MI gaps", "MI-UE Sec. 4, Fig. 2, Tables 13-15", "gap grows with depth",
-            "not run at this profile", "not tested here", "depth", "04_deeper_networks_lower_mi")
 
+@claim("lowest", "MI-UE gives the lowest test accuracy of all UEs", "MI-UE Table 2", "9.95% (CIFAR-10, ResNet-18)",
+       "01_at_a_glance")
+def _c3(ctx):
+    acc = {m: a for m in TABLE2_UES if (a := ctx.acc(m)) is not None}
+    out = lowest(acc)
+    if out is None:
+        return untested()
+    out.ours += f" ({ctx.over()})"
+    return out
+
+
+@claim("depth", "Deeper networks give larger MI gaps", "MI-UE Sec. 4, Fig. 2, Tables 13-15", "gap grows with depth",
+       "04_deeper_networks_lower_mi")
+def _depth(ctx):
+    from .models import DEPTH
+    p, ues = ctx.p, ("em", "ap", "miue")
+    archs, rows = [], []
+    for a in (a for a in p.archs if a in DEPTH):
+        recs = [ctx.get(ex.mi_spec(p, m, ctx.seed, arch=a)) for m in ("clean", *ues)]
+        if all(recs):
+            archs.append(a)
+            rows.append([(DEPTH[a], *(recs[0]["metrics"]["mi"] - r["metrics"]["mi"] for r in recs[1:]))])
+    if len(archs) < 3:
+        return untested()
+
+    def mean_rho(obs):
+        return float(np.mean([_rank([o[0] for o in obs], [o[k] for o in obs]) for k in (1, 2, 3)]))
+    rho, lo, hi = bootstrap_interval(mean_rho, rows)
+    per = [_rank([r[0][0] for r in rows], [r[0][k] for r in rows]) for k in (1, 2, 3)]
+    ours = (", ".join(f"{_label(u)} {r:+.2f}" for u, r in zip(ues, per))
+            + f" over {len(archs)} architectures (seed {ctx.seed}); mean {rho:+.2f}")
+    c = Check("mean Spearman", rho, lo, hi, above(lo, hi, 0.0), lo)
+    return Outcome(c.verdict, ours, str(c))
+
+
+@claim("covariance", "UEs shrink the intra-class covariance of poisoned features, MI-UE most",
+       "MI-UE Thm. 5.1, Fig. 3", "all UEs below clean, MI-UE lowest", "03_effective_ues_reduce_mi")
+def _covariance(ctx):
     cov = {}
     for m in ("clean", *UES):
-        recs = [_get(store, ex.covariance_spec(p, m, s)) for s in p.seeds]
+        recs = [ctx.get(ex.covariance_spec(ctx.p, m, s)) for s in ctx.p.seeds]
         if all(recs):
-            cov[m] = _mean([r["metrics"]["poisoned"]["half_logdet"] for r in recs])
-    if "clean" in cov and {"em", "ap", "miue"} <= set(cov):
-        ues_c = [u for u in UES if u in cov]
-        ok = all(cov[u] < cov["clean"] for u in ues_c) and min(ues_c, key=cov.get) in ("miue", "miue-code")
-        add("UEs shrink the intra-class covariance of poisoned features, MI-UE most", "MI-UE Thm. 5.1, Fig. 3",
-            "all UEs below clean, MI-UE lowest",
-            f"clean {cov['clean']:.1f}; " + "; ".join(f"{ex.ATTACKS[u].label} {cov[u]:.1f}" for u in ues_c)
-            + f" (½E log det Σ_Y, {_over(p.seeds)})", "holds" if ok else "fails", "covariance",
-            "03_effective_ues_reduce_mi")
-    else:
-        add("UEs shrink the intra-class covariance of poisoned features, MI-UE most", "MI-UE Thm. 5.1, Fig. 3",
-            "all UEs below clean, MI-UE lowest", "not run at this profile", "not tested here", "covariance",
-            "03_effective_ues_reduce_mi")
+            cov[m] = Measure([r["metrics"]["poisoned"]["half_logdet"] for r in recs])
+    if "clean" not in cov or not {"em", "ap", "miue"} <= set(cov):
+        return untested()
+    ues = [u for u in UES if u in cov]
+    below = [exceeds(f"clean − {_label(u)}", cov["clean"], cov[u]) for u in ues]
+    lowest_ = [all_of(c.verdict for c in cs) for cs in
+               ([exceeds(f"{_label(u)} − {_label(v)}", cov[u], cov[v]) for u in ues if u not in MIUE]
+                for v in MIUE if v in cov)]
+    checks = below + [exceeds(f"{_label(u)} − {_label(v)}", cov[u], cov[v]) for v in MIUE if v in cov
+                      for u in ues if u not in MIUE]
+    v = all_of([all_of(c.verdict for c in below), any_of(lowest_)])
+    ours = (f"clean {cov['clean'].mean:.1f}; " + "; ".join(f"{_label(u)} {cov[u].mean:.1f}" for u in ues)
+            + f" (½E log det Σ_Y, mean over {len(ctx.p.seeds)} seeds)")
+    c = deciding(checks, v)
+    return Outcome(v, ours, str(c))
 
-    sep = {u: _get(store, ex.separability_spec(p, u, "noise")) for u in UES}
-    sep = {u: 100 * r["metrics"]["train_acc"] for u, r in sep.items() if r}
-    if have and len(sep) >= 3:
-        us = [u for u in sep if u in acc]
-        rho = spearman([acc["clean"] - acc[u] for u in us], [sep[u] for u in us])
-        add("Linear separability of the noises correlates only weakly with effectiveness", "MI-UE App. G.5, Table 21",
-            "Spearman 0.0333 (noises), 0.2833 (poisoned data)", f"Spearman {rho:.2f} (noises), n = {len(us)}",
-            "holds" if abs(rho) < 0.5 else "fails", "separability", "03_effective_ues_reduce_mi")
-    else:
-        add("Linear separability of the noises correlates only weakly with effectiveness", "MI-UE App. G.5, Table 21",
-            "Spearman 0.0333 (noises), 0.2833 (poisoned data)", "not run at this profile", "not tested here",
-            "separability", "03_effective_ues_reduce_mi")
 
+@claim("separability", "Linear separability of the noises correlates only weakly with effectiveness",
+       "MI-UE App. G.5, Table 21", "Spearman 0.0333 (noises), 0.2833 (poisoned data)", "03_effective_ues_reduce_mi")
+def _separability(ctx):
+    clean = ctx.acc("clean")
+    points, names = [], []
+    for u in ex.ATTACKS:
+        if u == "random":
+            continue
+        r, a = ctx.get(ex.separability_spec(ctx.p, u, "noise")), ctx.acc(u)
+        if r is not None and a is not None and clean is not None:
+            names.append(u)
+            sep = 100 * r["metrics"]["train_acc"]
+            points.append([(c - x, sep) for c, x in zip(clean.values, a.values)])
+    if len(points) < 3:
+        return untested()
+    rho, lo, hi = bootstrap_interval(lambda obs: _rank([o[0] for o in obs], [o[1] for o in obs]), points)
+    ours = f"Spearman {rho:.2f} (noises), n = {len(points)} UEs ({ctx.over()} for the accuracies)"
+    if not np.isfinite(rho):
+        return Outcome(NOT_TESTED, ours + ": undefined")
+    c = Check("Spearman", rho, lo, hi, within(lo, hi, 0.5), 0.5 - max(abs(lo), abs(hi)))
+    return Outcome(c.verdict, ours, str(c))
+
+
+@claim("ud", "Targeted adversarial poisoning (TAP) has an unlearnable distance above 1", "SAL/UD Table 1",
+       "UD > 1 for TAP", "05_sharpness_aware_learnability")
+def _ud(ctx):
     from . import sal
-    sal_recs = {m: store.get("sal", sal.sal_config(p, m, seed)) for m in ("clean", "ap")}
-    if all(sal_recs.values()):
-        tab = sal.ud_table({"ap": sal_recs["ap"]}, sal_recs["clean"])
-        ud = float(tab.loc["ap", "ud"])
-        add("Targeted adversarial poisoning (TAP) has an unlearnable distance above 1", "SAL/UD Table 1",
-            "UD > 1 for TAP", f"AP: UD {ud:.3f} (seed {seed})", "holds" if ud > 1 else "fails", "ud",
-            "05_sharpness_aware_learnability")
-    else:
-        add("Targeted adversarial poisoning (TAP) has an unlearnable distance above 1", "SAL/UD Table 1",
-            "UD > 1 for TAP", "not run at this profile", "not tested here", "ud", "05_sharpness_aware_learnability")
+    uds, seeds = [], []
+    for s in ctx.p.seeds:
+        recs = {m: ctx.store.get("sal", sal.sal_config(ctx.p, m, s)) for m in ("clean", "ap")}
+        if all(recs.values()):
+            uds.append(float(sal.ud_table({"ap": recs["ap"]}, recs["clean"]).loc["ap", "ud"]))
+            seeds.append(s)
+    if not uds:
+        return untested()
+    m = Measure(uds)
+    lo, hi = m.interval()
+    ours = f"AP: UD {m.mean:.3f} (" + (f"seed {seeds[0]}; one seed: no spread measured" if len(uds) == 1
+                                        else f"mean over {len(uds)} seeds") + ")"
+    c = Check("UD − 1", m.mean - 1, lo - 1, hi - 1, above(lo, hi, 1.0), lo - 1)
+    return Outcome(c.verdict, ours, str(c))
 
+
+# ----------------------------------------------------------------------------- defenses: Tables 4 and 5
+
+@claim("at", "MI-UE is the strongest UE under adversarial training at 6/255 and 8/255", "MI-UE Table 4",
+       "lowest accuracy under AT-6 and AT-8 (45.55%, 70.56%)", "11_adversarial_training")
+def _at(ctx):
     from .chapters import at_defense, at_lists
-    from .methods import label
-    at_claim = ("MI-UE is the strongest UE under adversarial training at 6/255 and 8/255", "MI-UE Table 4",
-                "lowest accuracy under AT-6 and AT-8 (45.55%, 70.56%)")
-    at_ues = [m for m in at_lists(p)["methods"] if m != "clean"]
-    at_acc = {(m, b): _get(store, ex.victim_spec(p, m, seed, defense=at_defense(b))) for m in at_ues for b in (6, 8)}
-    if "miue" in at_ues and {6, 8} <= set(at_lists(p)["budgets"]) and all(at_acc.values()):
-        at_acc = {k: 100 * r["metrics"]["test_acc"] for k, r in at_acc.items()}
-        best = {b: min(at_ues, key=lambda m: at_acc[(m, b)]) for b in (6, 8)}
-        ours = "; ".join(f"AT-{b}: MI-UE {at_acc[('miue', b)]:.1f}%, lowest {label(best[b])} "
-                         f"{at_acc[(best[b], b)]:.1f}%" for b in (6, 8)) + f" (seed {seed})"
-        add(*at_claim, ours, "holds" if all(m == "miue" for m in best.values()) else "fails", "at",
-            "11_adversarial_training")
-    else:
-        add(*at_claim, "not run at this profile", "not tested here", "at", "11_adversarial_training")
-    from .chapters import DIFFUSION_DEFENSES, defense_lists
-    defense_claim = ("MI-UE has the lowest worst case under the defenses: 86.18% (AVA), every other UE's higher",
-                     "MI-UE Table 5", "CIFAR-10: MI-UE 86.18% (AVA), next SEM 88.55% (D-VAE), the rest above 90%")
-    dl = defense_lists(p)
-    d_ues = [m for m in dl["methods"] if m != "clean"]
-    d_acc = {(m, d): _get(store, ex.victim_spec(p, m, seed, defense=d)) for m in d_ues for d in dl["defenses"]
-             if d not in DIFFUSION_DEFENSES or m in dl["diffusion_methods"]}
-    if "miue" in d_ues and all(d_acc.values()):
-        d_acc = {k: 100 * r["metrics"]["test_acc"] for k, r in d_acc.items()}
-        best, beaten, pairs = defenders_best(d_acc)
-        if pairs:
-            closest = min(pairs, key=lambda u: pairs[u][0] - pairs[u][1])
-            shown = beaten or [closest]
-            add(*defense_claim, f"MI-UE {best['miue'][1]:.1f}% ({label(best['miue'][0])}); "
-                + ("as low or lower over the same defenses: " if beaten else "closest over the same defenses: ")
-                + ", ".join(f"{label(u)} {pairs[u][0]:.1f}% against MI-UE's {pairs[u][1]:.1f}%" for u in shown)
-                + f" (seed {seed})", "holds" if not beaten else "fails", "defenses", "12_augmentations_and_purifications")
-        else:
-            add(*defense_claim, "no other UE recorded", "not tested here", "defenses",
-                "12_augmentations_and_purifications")
-    else:
-        add(*defense_claim, "not run at this profile", "not tested here", "defenses",
-            "12_augmentations_and_purifications")
-
-    from .chapters import TERMS, ablation_lists
-
-    def ablation_acc(settings):
-        rec = _get(store, ex.victim_spec(p, "miue", seed, **settings))
-        return None if rec is None else 100 * rec["metrics"]["test_acc"]
-
-    terms_claim = ("The similarity term of Eq. 2 matters more than the distance term", "MI-UE Table 6",
-                   "CIFAR-10: full 9.95%, without similarity 51.65%, without distance 10.09%")
-    t = {k: ablation_acc(TERMS[k]) for k in ("full", "no-similarity", "no-distance")}
-    if all(v is not None for v in t.values()):
-        ns, nd = t["no-similarity"] - t["full"], t["no-distance"] - t["full"]
-        add(*terms_claim, f"full {t['full']:.1f}%; without similarity {ns:+.1f} points, without distance {nd:+.1f} "
-            f"(seed {seed})", "holds" if terms_hold(t["full"], t["no-similarity"], t["no-distance"]) else "fails", "terms", "13_what_makes_miue_work")
-    else:
-        add(*terms_claim, "not run at this profile", "not tested here", "terms", "13_what_makes_miue_work")
-    zeta_claim = ("A balancing strength ζ ≥ 10 destroys the effect", "MI-UE Table 7",
-                  "CIFAR-10: ζ ≤ 1 9.95 to 10.31%, ζ = 10 and 100 45.90% and 45.47%")
-    z = {v: ablation_acc({"zeta": float(v)}) for v in ablation_lists(p)["zetas"]}
-    small = [a for v, a in z.items() if v <= 1 and a is not None]
-    large = [a for v, a in z.items() if v >= 10 and a is not None]
-    if None not in z.values() and small and large:
-        add(*zeta_claim, f"ζ ≤ 1: {min(small):.1f} to {max(small):.1f}%; ζ ≥ 10: {min(large):.1f} to {max(large):.1f}% "
-            f"(seed {seed})", "holds" if zeta_holds(small, large) else "fails", "zeta", "13_what_makes_miue_work")
-    else:
-        add(*zeta_claim, "not run at this profile", "not tested here", "zeta", "13_what_makes_miue_work")
-    L = ablation_lists(p)
-    e0 = ex.attack_config(p, "miue")["epochs"]
-    epochs_claim = ("Fewer generation epochs weaken MI-UE", "MI-UE Table 9",
-                    "CIFAR-10: 15.39% after 20 of 100 epochs, 9.95% after 100")
-    short, full = ablation_acc({"epochs": int(min(L["epochs"]))}), ablation_acc({"epochs": int(e0)})
-    if short is not None and full is not None and min(L["epochs"]) < e0:
-        add(*epochs_claim, f"{short:.1f}% after {min(L['epochs'])} of {e0} epochs, {full:.1f}% after {e0} (seed {seed})",
-            "holds" if epochs_hold(short, full) else "fails", "epochs", "13_what_makes_miue_work")
-    else:
-        add(*epochs_claim, "not run at this profile", "not tested here", "epochs", "13_what_makes_miue_work")
-    budget_claim = ("The budget ε barely matters (4/255 to 16/255)", "MI-UE Table 10",
-                    "CIFAR-10: 10.49% at 4/255, 9.97% at 16/255")
-    lo, hi = min(L["budgets"]), max(L["budgets"])
-    b_lo, b_hi = ablation_acc({"eps": lo / 255}), ablation_acc({"eps": hi / 255})
-    if b_lo is not None and b_hi is not None and lo < hi:
-        add(*budget_claim, f"{b_lo:.1f}% at {lo:g}/255, {b_hi:.1f}% at {hi:g}/255 (seed {seed})",
-            "holds" if budget_holds(b_lo, b_hi) else "fails", "budget", "13_what_makes_miue_work")
-    else:
-        add(*budget_claim, "not run at this profile", "not tested here", "budget", "13_what_makes_miue_work")
-    step_claim = ("The PGD step barely matters (0.1/255 to 0.8/255)", "MI-UE Table 22",
-                  "CIFAR-10, 100 epochs: 9.93 to 10.00%")
-    steps = [a for a in L["steps"] if a <= 0.8]
-    s_acc = [ablation_acc({"step_size": a / 255}) for a in steps]
-    if len(steps) >= 2 and None not in s_acc:
-        add(*step_claim, f"{min(s_acc):.1f} to {max(s_acc):.1f}% at {e0} epochs (seed {seed})",
-            "holds" if step_holds(s_acc) else "fails", "step", "13_what_makes_miue_work")
-    else:
-        add(*step_claim, "not run at this profile", "not tested here", "step", "13_what_makes_miue_work")
-    reg_claim = ("Adding the MI term to EM and AP makes them stronger", "MI-UE Table 8",
-                 "CIFAR-10: EM 24.17% → 15.62%, AP 11.21% → 10.01%")
-
-    def victim_acc(m, **extra):
-        rec = _get(store, ex.victim_spec(p, m, seed, **extra))
-        return None if rec is None else 100 * rec["metrics"]["test_acc"]
-
-    base = {m: victim_acc(m) for m in ("em", "ap")}
-    reg = {(m, w): victim_acc(m, mi_weight=w) for m in ("em", "ap") for w in L["mi_weights"]}
-    if set(L["regularized"]) == {"em", "ap"} and None not in base.values() and None not in reg.values():
-        add(*reg_claim, "; ".join(f"{label(m)} {base[m]:.1f}% → " + ", ".join(f"{reg[(m, w)]:.1f}%" for w in L["mi_weights"])
-                                  for m in base) + f" at weights {', '.join(f'{w:g}' for w in L['mi_weights'])} (seed {seed})",
-            "holds" if regularizer_holds(base, reg) else "fails", "regularizer", "13_what_makes_miue_work")
-    else:
-        add(*reg_claim, "not run at this profile", "not tested here", "regularizer", "13_what_makes_miue_work")
-    con_claim = ("A-MI-UE works against contrastive (SimCLR) victims while EM does not", "MI-UE Table 20",
-                 "CIFAR-10 SimCLR victims: clean 91.71%, EM 89.54%, A-MI-UE 52.84%")
-    sim = {k: victim_acc(m, contrastive={}, **extra) for m, extra, k in
-           [("clean", {}, "clean"), ("em", {}, "em"), ("miue", {"augment_mode": "contrastive"}, "a")]}
-    if None not in sim.values():
-        add(*con_claim, f"clean {sim['clean']:.1f}%, EM {sim['em']:.1f}%, A-MI-UE {sim['a']:.1f}% (seed {seed})",
-            "holds" if contrastive_holds(sim["clean"], sim["em"], sim["a"]) else "fails", "contrastive", "13_what_makes_miue_work")
-    else:
-        add(*con_claim, "not run at this profile", "not tested here", "contrastive", "13_what_makes_miue_work")
-    from .chapters import transfer_lists, transfer_victim_spec
-    transfer_claim = ("MI-UE transfers best: the lowest accuracy on every victim architecture", "MI-UE Table 3",
-                      "CIFAR-10: MI-UE lowest on all 8 (9.93 to 17.82%), next GUE (12.04 to 22.08%)")
-    tl = transfer_lists(p)
-    t_ues = [m for m in tl["methods"] if m not in ("clean", "random")]
-    t_acc = {(m, a): _get(store, transfer_victim_spec(p, m, a, seed)) for m in t_ues for a in tl["archs"]}
-    if "miue" in t_ues and all(t_acc.values()):
-        t_acc = {k: 100 * r["metrics"]["test_acc"] for k, r in t_acc.items()}
-        wins = transfer_wins(t_acc, t_ues, tl["archs"])
-        add(*transfer_claim, f"MI-UE lowest on {len(wins)} of {len(tl['archs'])} architectures"
-            + (f" ({', '.join(wins)})" if wins else "") + f" among {len(t_ues)} UEs (seed {seed})",
-            "holds" if transfer_holds(t_acc, t_ues, tl["archs"]) else "fails", "transfer", "14_how_transferable")
-    else:
-        add(*transfer_claim, "not run at this profile", "not tested here", "transfer", "14_how_transferable")
-    speed_claim = ("SEM generates its noise 3.91× faster than REM", "SEM paper (CIFAR-10)", "3.91×")
-    gen = {m: _get(store, ex.poison_spec(p, m)) for m in ("rem", "sem")}
-    secs = {m: (r or {}).get("metrics", {}).get("generation_seconds") for m, r in gen.items()}
-    if (all(gen.values()) and all(secs.values()) and
-            gen["rem"]["provenance"]["hostname"] == gen["sem"]["provenance"]["hostname"]):
-        ratio = secs["rem"] / secs["sem"]
-        add(*speed_claim, f"{ratio:.2f}× ({secs['rem']:.0f} s against {secs['sem']:.0f} s of generation, wall time, "
-            "one run each)",
-            "holds" if 3.91 / 1.5 <= ratio <= 3.91 * 1.5 else "fails", "speed", "09_how_strong")
-    else:
-        add(*speed_claim, "not run at this profile", "not tested here", "speed", "09_how_strong")
-    return pd.DataFrame(rows)
-
-
-SCALE_RULES = ("reduce", "tracks", "lowest")
-
-
-def claims_by_profile(profiles: dict, store: RunStore | None = None, rules=SCALE_RULES) -> pd.DataFrame:
-    """The claims of ``rules`` (keys of :data:`RULES`) side by side at several profiles: one row per claim,
-    one column per entry of ``profiles`` (label → :class:`Profile`), each cell "verdict: ours" as
-    :func:`claims_table` computes it from the records (so the same rule decides at every size)."""
-    unknown = [r for r in rules if r not in RULES]
-    if unknown:
-        raise ValueError(f"unknown rule {unknown[0]!r}; choose from {', '.join(RULES)}")
-    store = store or RunStore()
-    cols = {}
-    for label, p in profiles.items():
-        t = claims_table(p, store)
-        t = t[t["rule"].isin([RULES[r] for r in rules])].set_index("claim")
-        cols[label] = t["verdict"] + ": " + t[f"ours ({p.name})"]
-    return pd.DataFrame(cols)
+    p, lists = ctx.p, at_lists(ctx.p)
+    ues = [m for m in lists["methods"] if m != "clean"]
+    if "miue" not in ues or not {6, 8} <= set(lists["budgets"]):
+        return untested()
+    acc = {(m, b): ctx.one(ex.victim_spec(p, m, ctx.seed, defense=at_defense(b)), m) for m in ues for b in (6, 8)}
+    if None in acc.values():
+        return untested()
+    checks = [exceeds(f"AT-{b}: {_label(u)} − MI-UE", acc[(u, b)], acc[("miue", b)]) for b in (6, 8)
+              for u in ues if u != "miue"]
+    low = {b: min(ues, key=lambda m: acc[(m, b)].mean) for b in (6, 8)}
+    ours = "; ".join(f"AT-{b}: MI-UE {acc[('miue', b)].mean:.1f}%, lowest {_label(low[b])} "
+                     f"{acc[(low[b], b)].mean:.1f}%" for b in (6, 8)) + f" (seed {ctx.seed})"
+    return combined(checks, ours)
 
 
 def defenders_best(acc: dict) -> tuple[dict, list, dict]:
@@ -425,8 +467,8 @@ def defenders_best(acc: dict) -> tuple[dict, list, dict]:
 
     Returns ``best``: each UE's best defense from the defender's side, (defense, accuracy), over every defense it
     ran; ``pairs``: for each other UE, (its best, MI-UE's best) over the defenses both ran; and ``beaten``: the
-    UEs whose best there is not above MI-UE's (the claim holds when it is empty). Comparing over common
-    defenses keeps a UE that skipped the costly diffusion purifiers from looking stronger than it is."""
+    UEs whose best there is not above MI-UE's. Comparing over common defenses keeps a UE that skipped the costly
+    diffusion purifiers from looking stronger than it is."""
     ues = list(dict.fromkeys(m for m, _ in acc))
     if "miue" not in ues:
         raise ValueError("acc has no MI-UE row: the claim compares every UE with MI-UE")
@@ -441,5 +483,305 @@ def defenders_best(acc: dict) -> tuple[dict, list, dict]:
     return best, beaten, pairs
 
 
+@claim("defenses", "MI-UE has the lowest worst case under the defenses: 86.18% (AVA), every other UE's higher",
+       "MI-UE Table 5", "CIFAR-10: MI-UE 86.18% (AVA), next SEM 88.55% (D-VAE), the rest above 90%",
+       "12_augmentations_and_purifications")
+def _defenses(ctx):
+    from .chapters import DIFFUSION_DEFENSES, defense_lists
+    p, dl = ctx.p, defense_lists(ctx.p)
+    ues = [m for m in dl["methods"] if m != "clean"]
+    cells = {(m, d): ctx.one(ex.victim_spec(p, m, ctx.seed, defense=d), m) for m in ues for d in dl["defenses"]
+             if d not in DIFFUSION_DEFENSES or m in dl["diffusion_methods"]}
+    if "miue" not in ues or None in cells.values():
+        return untested()
+    best, _, pairs = defenders_best({k: v.mean for k, v in cells.items()})
+    if not pairs:
+        return untested("no other UE recorded")
+    mine = {d for m, d in cells if m == "miue"}
+    checks = []
+    for u in pairs:
+        common = [d for m, d in cells if m == u and d in mine]
+        du = max(common, key=lambda d: cells[(u, d)].mean)
+        dm = max(common, key=lambda d: cells[("miue", d)].mean)
+        checks.append(exceeds(f"{_label(u)} ({_label(du)}) − MI-UE ({_label(dm)})", cells[(u, du)], cells[("miue", dm)]))
+    ours = (f"MI-UE {best['miue'][1]:.1f}% ({_label(best['miue'][0])}); the others over the same defenses: "
+            + ", ".join(f"{_label(u)} {pairs[u][0]:.1f}%" for u in pairs) + f" (seed {ctx.seed})")
+    out = combined(checks, ours)
+    # a defense that erases every poison leaves nothing to rank: each UE's best lies within (or above) the
+    # clean victim's interval under that defense
+    erased = []
+    for u, (d, a) in best.items():
+        c = ctx.one(ex.victim_spec(p, "clean", ctx.seed, defense=d), "clean")
+        if c is not None:
+            erased.append(np.isfinite(c.interval()[0]) and a >= c.interval()[0])
+    if erased and len(erased) == len(best) and all(erased) and out.verdict != HOLDS:
+        out.verdict, out.note = INCONCLUSIVE, "each UE's best defense brings it within the clean victim's interval"
+    return out
+
+
+# ------------------------------------------------------------------------ ablations: Tables 6-10, 20, 22
+
+def _ablation(ctx: Context, **settings) -> Measure | None:
+    return ctx.one(ex.victim_spec(ctx.p, "miue", ctx.seed, **settings), "miue")
+
+
+@claim("terms", "The similarity term of Eq. 2 matters more than the distance term", "MI-UE Table 6",
+       "CIFAR-10: full 9.95%, without similarity 51.65%, without distance 10.09%", "13_what_makes_miue_work")
+def _terms(ctx):
+    from .chapters import TERMS
+    t = {k: _ablation(ctx, **TERMS[k]) for k in ("full", "no-similarity", "no-distance")}
+    if None in t.values():
+        return untested()
+    checks = [exceeds("without similarity − full", t["no-similarity"], t["full"], 5),
+              exceeds("without similarity − without distance", t["no-similarity"], t["no-distance"], 5)]
+    nd = exceeds("without distance − full", t["no-distance"], t["full"])
+    ns = t["no-similarity"].mean - t["full"].mean
+    move = (f"{-nd.estimate:.1f} points stronger" if nd.estimate < 0 else f"{nd.estimate:.1f} points weaker")
+    ours = (f"full {t['full'].mean:.1f}%; without similarity {ns:+.1f} points; removing the distance term makes "
+            f"MI-UE {move} ({nd}) (seed {ctx.seed})")
+    return combined(checks, ours)
+
+
+def _zetas(ctx: Context):
+    from .chapters import ablation_lists
+    z = {v: _ablation(ctx, zeta=float(v)) for v in ablation_lists(ctx.p)["zetas"]}
+    if None in z.values():
+        return None
+    return {v: a for v, a in z.items() if v <= 1}, {v: a for v, a in z.items() if v >= 10}
+
+
+@claim("zeta-large", "A balancing strength ζ ≥ 10 destroys the effect", "MI-UE Table 7",
+       "CIFAR-10: ζ ≤ 1 9.95 to 10.31%, ζ = 10 and 100 45.90% and 45.47%", "13_what_makes_miue_work")
+def _zeta_large(ctx):
+    got = _zetas(ctx)
+    if got is None or not got[0] or not got[1]:
+        return untested()
+    small, large = got
+    checks = [exceeds(f"ζ={l:g} − ζ={s:g}", large[l], small[s], 10) for l in large for s in small]
+    ours = (f"ζ ≤ 1: {min(a.mean for a in small.values()):.1f} to {max(a.mean for a in small.values()):.1f}%; "
+            f"ζ ≥ 10: {min(a.mean for a in large.values()):.1f} to {max(a.mean for a in large.values()):.1f}% "
+            f"(seed {ctx.seed})")
+    return combined(checks, ours)
+
+
+@claim("zeta-small", "A balancing strength ζ ≤ 1 changes little", "MI-UE Table 7", "CIFAR-10: 9.95 to 10.31%",
+       "13_what_makes_miue_work")
+def _zeta_small(ctx):
+    got = _zetas(ctx)
+    if got is None or len(got[0]) < 2:
+        return untested()
+    small = got[0]
+    checks = [close(f"ζ={a:g} − ζ={b:g}", small[a], small[b], 5) for a, b in itertools.combinations(small, 2)]
+    return combined(checks, f"ζ ≤ 1: {min(a.mean for a in small.values()):.1f} to "
+                            f"{max(a.mean for a in small.values()):.1f}% (seed {ctx.seed})")
+
+
+@claim("epochs", "Fewer generation epochs weaken MI-UE", "MI-UE Table 9",
+       "CIFAR-10: 15.39% after 20 of 100 epochs, 9.95% after 100", "13_what_makes_miue_work")
+def _epochs(ctx):
+    from .chapters import ablation_lists
+    e0, short_e = ex.attack_config(ctx.p, "miue")["epochs"], int(min(ablation_lists(ctx.p)["epochs"]))
+    short, full = _ablation(ctx, epochs=short_e), _ablation(ctx, epochs=int(e0))
+    if short is None or full is None or short_e >= e0:
+        return untested()
+    return combined([exceeds("shortest − default", short, full, 2)],
+                    f"{short.mean:.1f}% after {short_e} of {e0} epochs, {full.mean:.1f}% after {e0} (seed {ctx.seed})")
+
+
+@claim("budget", "The budget ε barely matters (4/255 to 16/255)", "MI-UE Table 10",
+       "CIFAR-10: 10.49% at 4/255, 9.97% at 16/255", "13_what_makes_miue_work")
+def _budget(ctx):
+    from .chapters import ablation_lists
+    b = ablation_lists(ctx.p)["budgets"]
+    lo, hi = min(b), max(b)
+    a, z = _ablation(ctx, eps=lo / 255), _ablation(ctx, eps=hi / 255)
+    if a is None or z is None or lo >= hi:
+        return untested()
+    return combined([close(f"{lo:g}/255 − {hi:g}/255", a, z, 5)],
+                    f"{a.mean:.1f}% at {lo:g}/255, {z.mean:.1f}% at {hi:g}/255 (seed {ctx.seed})")
+
+
+@claim("step", "The PGD step barely matters (0.1/255 to 0.8/255)", "MI-UE Table 22", "CIFAR-10, 100 epochs: 9.93 to 10.00%",
+       "13_what_makes_miue_work")
+def _step(ctx):
+    from .chapters import ablation_lists
+    steps = [a for a in ablation_lists(ctx.p)["steps"] if a <= 0.8]
+    acc = {a: _ablation(ctx, step_size=a / 255) for a in steps}
+    if len(steps) < 2 or None in acc.values():
+        return untested()
+    checks = [close(f"{a:g}/255 − {b:g}/255", acc[a], acc[b], 5) for a, b in itertools.combinations(steps, 2)]
+    e0 = ex.attack_config(ctx.p, "miue")["epochs"]
+    return combined(checks, f"{min(a.mean for a in acc.values()):.1f} to {max(a.mean for a in acc.values()):.1f}% "
+                            f"at {e0} epochs (seed {ctx.seed})")
+
+
+@claim("regularizer", "Adding the MI term to EM and AP makes them stronger", "MI-UE Table 8",
+       "CIFAR-10: EM 24.17% → 15.62%, AP 11.21% → 10.01%", "13_what_makes_miue_work")
+def _regularizer(ctx):
+    from .chapters import ablation_lists
+    L, p = ablation_lists(ctx.p), ctx.p
+    if set(L["regularized"]) != {"em", "ap"}:
+        return untested()
+    base = {m: ctx.one(ex.victim_spec(p, m, ctx.seed), m) for m in ("em", "ap")}
+    reg = {(m, w): ctx.one(ex.victim_spec(p, m, ctx.seed, mi_weight=w), m) for m in base for w in L["mi_weights"]}
+    if None in base.values() or None in reg.values():
+        return untested()
+    per = [[exceeds(f"weight {w:g}: {_label(m)} − regularised", base[m], reg[(m, w)], 1) for m in base]
+           for w in L["mi_weights"]]
+    verdicts = [all_of(c.verdict for c in cs) for cs in per]
+    v = any_of(verdicts)
+    chosen = per[verdicts.index(v)] if v in verdicts else min(per, key=lambda cs: -min(c.margin for c in cs))
+    ours = ("; ".join(f"{_label(m)} {base[m].mean:.1f}% → " + ", ".join(f"{reg[(m, w)].mean:.1f}%" for w in L["mi_weights"])
+                      for m in base) + f" at weights {', '.join(f'{w:g}' for w in L['mi_weights'])} (seed {ctx.seed})")
+    c = deciding(chosen, all_of(x.verdict for x in chosen))
+    return Outcome(v, ours, str(c))
+
+
+@claim("contrastive", "A-MI-UE works against contrastive (SimCLR) victims while EM does not", "MI-UE Table 20",
+       "CIFAR-10 SimCLR victims: clean 91.71%, EM 89.54%, A-MI-UE 52.84%", "13_what_makes_miue_work")
+def _contrastive(ctx):
+    p = ctx.p
+    sim = {k: ctx.one(ex.victim_spec(p, m, ctx.seed, contrastive={}, **extra), m) for m, extra, k in
+           [("clean", {}, "clean"), ("em", {}, "em"), ("miue", {"augment_mode": "contrastive"}, "a")]}
+    if None in sim.values():
+        return untested()
+    return combined([exceeds("EM − A-MI-UE", sim["em"], sim["a"], 5)],
+                    f"clean {sim['clean'].mean:.1f}%, EM {sim['em'].mean:.1f}%, A-MI-UE {sim['a'].mean:.1f}% "
+                    f"(seed {ctx.seed})")
+
+
+# ----------------------------------------------------------------------------------- transfer, speed
+
+def transfer_verdicts(acc: dict, ues: list, archs: list) -> dict:
+    """Table 3, per architecture: is MI-UE's victim clearly the lowest of ``ues`` there (``acc``: (UE, arch) →
+    :class:`Measure`)? Architecture → (verdict, deciding check)."""
+    out = {}
+    for a in archs:
+        checks = [exceeds(f"{a}: {_label(u)} − MI-UE", acc[(u, a)], acc[("miue", a)]) for u in ues if u != "miue"]
+        v = all_of(c.verdict for c in checks)
+        out[a] = (v, deciding(checks, v))
+    return out
+
+
+def transfer_verdict(per_arch: dict) -> str:
+    """Holds if MI-UE is clearly lowest on at least half of the architectures, fails if it cannot be."""
+    n = len(per_arch)
+    wins = sum(v == HOLDS for v, _ in per_arch.values())
+    maybe = sum(v == INCONCLUSIVE for v, _ in per_arch.values())
+    return HOLDS if n and wins >= n / 2 else FAILS if wins + maybe < n / 2 else INCONCLUSIVE
+
+
+@claim("transfer", "MI-UE transfers best: the lowest accuracy on every victim architecture", "MI-UE Table 3",
+       "CIFAR-10: MI-UE lowest on all 8 (9.93 to 17.82%), next GUE (12.04 to 22.08%)", "14_how_transferable")
+def _transfer(ctx):
+    from .chapters import transfer_lists, transfer_victim_spec
+    tl, p = transfer_lists(ctx.p), ctx.p
+    ues = [m for m in tl["methods"] if m not in ("clean", "random")]
+    acc = {(m, a): ctx.one(transfer_victim_spec(p, m, a, ctx.seed), m) for m in ues for a in tl["archs"]}
+    if "miue" not in ues or None in acc.values():
+        return untested()
+    per = transfer_verdicts(acc, ues, tl["archs"])
+    v = transfer_verdict(per)
+    wins = [a for a, (x, _) in per.items() if x == HOLDS]
+    maybe = [a for a, (x, _) in per.items() if x == INCONCLUSIVE]
+    ours = (f"MI-UE clearly lowest on {len(wins)} of {len(tl['archs'])} architectures"
+            + (f" ({', '.join(wins)})" if wins else "") + (f", within the noise on {', '.join(maybe)}" if maybe else "")
+            + f" among {len(ues)} UEs (seed {ctx.seed})")
+    decide = [c for x, c in per.values() if x == v] or [c for _, c in per.values()]
+    return Outcome(v, ours, str(decide[0]) if decide and decide[0] else "")
+
+
+@claim("speed", "SEM generates its noise 3.91× faster than REM", "SEM paper (CIFAR-10)", "3.91×", "09_how_strong")
+def _speed(ctx):
+    gen = {m: ctx.get(ex.poison_spec(ctx.p, m)) for m in ("rem", "sem")}
+    secs = {m: (r or {}).get("metrics", {}).get("generation_seconds") for m, r in gen.items()}
+    if not (all(gen.values()) and all(secs.values())):
+        return untested()
+    prov = {m: r["provenance"] for m, r in gen.items()}
+    if prov["rem"].get("hostname") != prov["sem"].get("hostname"):
+        return untested("REM and SEM were timed on different machines: a ratio across devices is not a result")
+    device = prov["rem"].get("device", "cpu") + (f" ({prov['rem']['device_name']})" if prov["rem"].get("device_name")
+                                                  else "")
+    ratio = secs["rem"] / secs["sem"]
+    v = HOLDS if 3.91 / 1.5 <= ratio <= 3.91 * 1.5 else FAILS
+    return Outcome(v, f"{ratio:.2f}× ({secs['rem']:.0f} s against {secs['sem']:.0f} s of generation, wall time on "
+                      f"{device}, torch threads {prov['rem'].get('torch_threads', '?')}, one run each)",
+                   f"ratio {ratio:.2f} against the band [2.61, 5.87]")
+
+
+# ------------------------------------------------------------------------------------------- tables
+
+PAIRS = (("reduce", "reduce-excess"), ("tracks", "tracks-excess", "tracks-ksg"))
+
+
+def verdict(key: str, p: Profile, store: RunStore | None = None) -> Outcome:
+    """The claim ``key`` (a key of :data:`RULES`) decided on profile ``p``'s records: what a chapter states."""
+    for c in CLAIMS:
+        if c.key == key:
+            return c.decide(Context(p, store or RunStore()))
+    raise ValueError(f"unknown claim {key!r}; choose from {', '.join(RULES)}")
+
+
+def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
+    """One row per claim: key, claim, source, paper, ours, interval, verdict, note, rule, chapter."""
+    from .chapters import PAGES
+    ctx = Context(p, store or RunStore())
+    rows = []
+    for c in CLAIMS:
+        ctx.borrowed.clear()
+        out = c.decide(ctx)
+        if ctx.borrowed and out.verdict != NOT_TESTED:
+            out.note = "; ".join(filter(None, [out.note, "seed spreads borrowed from the " + ", ".join(
+                sorted(ctx.borrowed)) + " profile"]))
+        if out.verdict not in VERDICTS:
+            raise AssertionError(f"claim {c.key} returned verdict {out.verdict!r}")
+        rows.append({"key": c.key, "claim": c.claim, "source": c.source, "paper": c.paper, f"ours ({p.name})": out.ours,
+                     "interval": out.interval, "verdict": out.verdict, "note": out.note, "rule": RULES[c.key],
+                     "chapter": c.chapter if c.chapter in PAGES else ""})
+    t = pd.DataFrame(rows)
+    for group in PAIRS:  # one claim decided with several estimators: say where they disagree
+        sub = t[t["key"].isin(group) & (t["verdict"] != NOT_TESTED)]
+        if sub["verdict"].nunique() > 1:
+            t.loc[sub.index, "note"] = ("the estimators disagree: " + ", ".join(
+                f"{k} {v}" for k, v in zip(sub["key"], sub["verdict"])))
+    return t
+
+
+SCALE_RULES = ("reduce", "reduce-excess", "tracks", "tracks-excess", "lowest")
+
+
+def claims_by_profile(profiles: dict, store: RunStore | None = None, rules=SCALE_RULES) -> pd.DataFrame:
+    """The claims of ``rules`` (keys of :data:`RULES`) side by side at several profiles: one row per claim,
+    one column per entry of ``profiles`` (label → :class:`Profile`), each cell "verdict: ours [interval]" as
+    :func:`claims_table` computes it from the records (so the same rule decides at every size)."""
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown rule {unknown[0]!r}; choose from {', '.join(RULES)}")
+    store = store or RunStore()
+    cols = {}
+    for label, p in profiles.items():
+        t = claims_table(p, store)
+        t = t[t["key"].isin(rules)].set_index("claim")
+        cols[label] = t["verdict"] + ": " + t[f"ours ({p.name})"] + t["interval"].map(lambda s: f" [{s}]" if s else "")
+    return pd.DataFrame(cols)
+
+
 def verdict_counts(table: pd.DataFrame) -> dict:
     return {k: int(v) for k, v in table["verdict"].value_counts().items()}
+
+
+def statement(key: str, p: Profile, store: RunStore | None = None) -> str:
+    """The sentence a chapter prints for claim ``key``: the claim, the paper's number, the verdict on this
+    profile's records, ours and the comparison that decided it (Markdown)."""
+    c = next((c for c in CLAIMS if c.key == key), None)
+    if c is None:
+        raise ValueError(f"unknown claim {key!r}; choose from {', '.join(RULES)}")
+    out = c.decide(Context(p, store or RunStore()))
+    phrase = {HOLDS: "holds", FAILS: "does not hold", INCONCLUSIVE: "is inconclusive",
+              NOT_TESTED: "is not tested"}[out.verdict]
+    text = f"The paper's claim \"{c.claim}\" ({c.source}: {c.paper}) **{phrase} here**: {out.ours}"
+    if out.interval:
+        text += f"; the comparison that decides it, with its 95% interval: {out.interval}"
+    if out.note:
+        text += f" ({out.note})"
+    return text + f". Rule: {RULES[key]}."

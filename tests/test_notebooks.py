@@ -21,6 +21,10 @@ def test_notebook_sources_are_clean_and_parameterized():
         nb = nbformat.read(nb_path, as_version=4)
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{nb_path.name} has outputs"
         assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, nb_path.name
+        if nb_path.stem[:2].isdigit():  # a chapter shows results; its code is one click away, never in the way
+            shown = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not set(c.metadata.get("tags", []))
+                     & {"remove-input", "remove-cell", "hide-input", "hide-cell", "parameters"}]
+            assert not shown, f"{nb_path.name}: code cells {shown} are visible in the book"
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +134,43 @@ def test_a_chapter_runs_at_smoke_on_the_cifar10_jpeg_copy(tmp_path, monkeypatch)
     victims = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "victim").glob("*.json")]
     assert victims and all(v["config"]["dataset"] == "cifar10-jpeg" for v in victims)
     assert all("cifar10-jpeg" in v["provenance"]["datasets"] for v in victims)
+
+
+def _sentences(nb):
+    """Every sentence a reader sees: the markdown cells and the code cells' text outputs."""
+    import re
+    for c in nb.cells:
+        texts = [c.source] if c.cell_type == "markdown" else []
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            texts += [o.get("data", {}).get(k, "") for k in ("text/markdown", "text/html", "text/plain")]
+            texts += [o.get("text", "")] if o.get("output_type") == "stream" and o.get("name") == "stdout" else []
+        for t in texts:
+            yield from (x.strip() for x in re.split(r"(?<=[.!?])\s+|\n", t) if x.strip())
+
+
+@pytest.mark.notebook
+def test_chapters_run_elsewhere_name_only_the_dataset_seed_and_profile_they_ran(tmp_path, monkeypatch):
+    """Words follow the numbers: two chapters executed at smoke on the 8x8 digits with seed 7 must not name
+    the published run's dataset, its seeds or another profile in any sentence."""
+    import re
+    import papermill
+    monkeypatch.setenv("MIUE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MIUE_CACHE", str(tmp_path / "cache"))
+    common = {"profile": "smoke", "progress": False, "methods": ["clean", "random", "em", "miue", "rem", "ar"],
+              "overrides": {"seeds": [7]}}
+    runs = {"01_at_a_glance": {**common, "dataset": "digits", "methods": ["clean", "random", "em", "miue"]},
+            "09_how_strong": {**common, "datasets": ["digits"], "recorded": {}}}
+    wrong = [r"Fashion-MNIST", r"fashion-mnist", r"garment", r"\bseeds? (?!7\b)\d+\b",
+             r"\b(cpu|gpu|full|cifar) profile\b", r"`(cpu|gpu|full|cifar)`"]
+    found = []
+    for name, params in runs.items():
+        out = tmp_path / f"{name}.ipynb"
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=params,
+                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+        nb = nbformat.read(out, as_version=4)
+        found += [f"{name}: {s[:160]}" for s in _sentences(nb) if any(re.search(w, s) for w in wrong)]
+        assert "8×8 digits" in json.dumps([c.get("outputs", []) for c in nb.cells], ensure_ascii=False)  # it names what it ran
+    assert not found, "sentences that name another dataset, seed or profile:\n" + "\n".join(found)
 
 
 @pytest.mark.notebook
