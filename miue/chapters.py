@@ -453,6 +453,35 @@ def _sal_defenses(p: Profile) -> list:
     return [sal.sal_spec(p, m, seed, defense=d) for m in SAL_DEFENSE_METHODS for d in SAL_DEFENSES.values()]
 
 
+def _verdict_seeds(p: Profile) -> list:
+    """The victims the claims read at one seed (``miue.claims``), at the profile's other seeds (issue 35: at
+    least 3 seeds wherever a margin lies within 3× the seed spread): adversarial training at 6/255 and 8/255,
+    the defense grid, MI-UE's ablations and the regulariser, the SimCLR victims, the transfer victims, and
+    SAL/UD's clean and AP runs. The claims read every seed recorded, so each verdict tightens as these land."""
+    from . import sal
+    at, dl, L, tl = at_lists(p), defense_lists(p), ablation_lists(p), transfer_lists(p)
+    e0 = ex.attack_config(p, "miue")["epochs"]
+    miue = [TERMS[k] for k in ("full", "no-similarity", "no-distance")] + [{"zeta": float(z)} for z in L["zetas"]]
+    miue += [{"epochs": int(min(L["epochs"]))}, {"epochs": int(e0)}]
+    miue += [{"eps": b / 255} for b in (min(L["budgets"]), max(L["budgets"]))]
+    miue += [{"step_size": a / 255} for a in L["steps"] if a <= 0.8]
+    out = []
+    for s in p.seeds[1:]:
+        out += [ex.victim_spec(p, m, s, defense=at_defense(b)) for m in at["methods"] if m != "clean"
+                for b in (6, 8) if b in at["budgets"]]
+        out += [ex.victim_spec(p, m, s, defense=d) for m in dl["methods"] for d in dl["defenses"]
+                if d not in DIFFUSION_DEFENSES or m in dl["diffusion_methods"]]
+        out += [ex.victim_spec(p, "miue", s, **settings) for settings in miue]
+        out += [ex.victim_spec(p, m, s, mi_weight=w) for m in L["regularized"] for w in L["mi_weights"]]
+        out += [ex.victim_spec(p, m, s, contrastive={}, **extra) for m, extra in
+                (("clean", {}), ("em", {}), ("miue", {"augment_mode": "contrastive"}))]
+        out += [transfer_victim_spec(p, m, a, s) for m in tl["methods"] if m not in ("clean", "random")
+                for a in tl["archs"]]
+        out += [sal.sal_spec(p, m, s) for m in ("clean", "ap")]
+    seen: set = set()
+    return [x for x in out if not (x.address in seen or seen.add(x.address))]
+
+
 # the book's chapters whose cpu runs it reads, with those runs (the Reproduce page's cost table, in this order)
 CHAPTERS = {
     "01_at_a_glance": _at_a_glance,
@@ -479,7 +508,8 @@ PAGES = [*CHAPTERS, "08_at_the_paper_sample_size"]
 # profile of None is the book's own (the Reproduce page's second cost table)
 PAGE_STUDIES = {"08_at_the_paper_sample_size": (("paper_sample_size", "full"), ("size_curve", None),
                                                 ("width_curve", None)),
-                "cifar10_jpeg": (("cifar_calibration", None), ("cifar_table2", "cifar"))}
+                "cifar10_jpeg": (("cifar_calibration", None), ("cifar_table2", "cifar")),
+                "claims": (("verdict_seeds", None),)}
 
 
 # The CIFAR profile's calibration (the CIFAR issue): clean ResNet-18 victims on the CIFAR-10 JPEG copy at
@@ -552,7 +582,7 @@ def _cifar_table2(p: Profile) -> list:
 STUDIES = {"05_sal_under_defenses": _sal_defenses,
            "paper_sample_size": _paper_sample_size, "grid_check": _grid_check, "size_curve": _size_curve,
            "width_curve": _width_curve, "cifar_calibration": _cifar_calibration,
-           "cifar_table2": _cifar_table2}
+           "cifar_table2": _cifar_table2, "verdict_seeds": _verdict_seeds}
 
 
 def chapter_specs(chapter: str, p: Profile) -> list:

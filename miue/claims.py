@@ -137,7 +137,7 @@ def combined(checks: list[Check], ours: str, any_: bool = False, note: str = "")
 
 
 def _get(store: RunStore, spec):
-    return store.get(spec.kind, spec.config())
+    return store.lookup(spec)
 
 
 class Context:
@@ -150,6 +150,7 @@ class Context:
         self.seeds = [s for s in p.seeds if all(_get(store, ex.victim_spec(p, m, s)) for m in core)] or list(p.seeds)
         self._spread: dict = {}
         self.borrowed: set = set()  # the profiles whose seed spreads were borrowed
+        self.used: set = set()  # how many seeds each one-setting victim measured had
 
     def get(self, spec):
         return _get(self.store, spec)
@@ -188,12 +189,22 @@ class Context:
             self.borrowed.add(source)
         return sd, n
 
-    def one(self, spec, method: str) -> Measure | None:
-        """One seed's victim accuracy with ``method``'s borrowed seed spread."""
-        r = self.get(spec)
-        if r is None:
+    def one(self, make, method: str) -> Measure | None:
+        """A victim setting's accuracy over every profile seed recorded (``make(seed)`` gives its spec; the first
+        seed must be recorded): several seeds give their own spread, one seed borrows ``method``'s
+        (:meth:`spread`)."""
+        recs = [self.get(make(s)) for s in self.p.seeds]
+        if recs[0] is None:
             return None
-        return Measure([100 * r["metrics"]["test_acc"]], *self.spread(method))
+        vals = [100 * r["metrics"]["test_acc"] for r in recs if r]
+        self.used.add(len(vals))
+        return Measure(vals) if len(vals) > 1 else Measure(vals, *self.spread(method))
+
+    def used_text(self) -> str:
+        """The seeds the claim's one-setting victims rest on: "seed 0", "3 seeds each" or "1 to 3 seeds"."""
+        if not self.used or self.used == {1}:
+            return f"seed {self.seed}"
+        return f"{max(self.used)} seeds each" if len(self.used) == 1 else f"{min(self.used)} to {max(self.used)} seeds"
 
 
 @dataclass(frozen=True)
@@ -369,7 +380,7 @@ def _depth(ctx):
     rho, lo, hi = bootstrap_interval(mean_rho, rows)
     per = [_rank([r[0][0] for r in rows], [r[0][k] for r in rows]) for k in (1, 2, 3)]
     ours = (", ".join(f"{_label(u)} {r:+.2f}" for u, r in zip(ues, per))
-            + f" over {len(archs)} architectures (seed {ctx.seed}); mean {rho:+.2f}")
+            + f" over {len(archs)} architectures ({ctx.used_text()}); mean {rho:+.2f}")
     c = Check("mean Spearman", rho, lo, hi, above(lo, hi, 0.0), lo)
     return Outcome(c.verdict, ours, str(c))
 
@@ -451,14 +462,14 @@ def _at(ctx):
     ues = [m for m in lists["methods"] if m != "clean"]
     if "miue" not in ues or not {6, 8} <= set(lists["budgets"]):
         return untested()
-    acc = {(m, b): ctx.one(ex.victim_spec(p, m, ctx.seed, defense=at_defense(b)), m) for m in ues for b in (6, 8)}
+    acc = {(m, b): ctx.one(lambda s: ex.victim_spec(p, m, s, defense=at_defense(b)), m) for m in ues for b in (6, 8)}
     if None in acc.values():
         return untested()
     checks = [exceeds(f"AT-{b}: {_label(u)} − MI-UE", acc[(u, b)], acc[("miue", b)]) for b in (6, 8)
               for u in ues if u != "miue"]
     low = {b: min(ues, key=lambda m: acc[(m, b)].mean) for b in (6, 8)}
     ours = "; ".join(f"AT-{b}: MI-UE {acc[('miue', b)].mean:.1f}%, lowest {_label(low[b])} "
-                     f"{acc[(low[b], b)].mean:.1f}%" for b in (6, 8)) + f" (seed {ctx.seed})"
+                     f"{acc[(low[b], b)].mean:.1f}%" for b in (6, 8)) + f" ({ctx.used_text()})"
     return combined(checks, ours)
 
 
@@ -490,7 +501,7 @@ def _defenses(ctx):
     from .chapters import DIFFUSION_DEFENSES, defense_lists
     p, dl = ctx.p, defense_lists(ctx.p)
     ues = [m for m in dl["methods"] if m != "clean"]
-    cells = {(m, d): ctx.one(ex.victim_spec(p, m, ctx.seed, defense=d), m) for m in ues for d in dl["defenses"]
+    cells = {(m, d): ctx.one(lambda s: ex.victim_spec(p, m, s, defense=d), m) for m in ues for d in dl["defenses"]
              if d not in DIFFUSION_DEFENSES or m in dl["diffusion_methods"]}
     if "miue" not in ues or None in cells.values():
         return untested()
@@ -505,13 +516,13 @@ def _defenses(ctx):
         dm = max(common, key=lambda d: cells[("miue", d)].mean)
         checks.append(exceeds(f"{_label(u)} ({_label(du)}) − MI-UE ({_label(dm)})", cells[(u, du)], cells[("miue", dm)]))
     ours = (f"MI-UE {best['miue'][1]:.1f}% ({_label(best['miue'][0])}); the others over the same defenses: "
-            + ", ".join(f"{_label(u)} {pairs[u][0]:.1f}%" for u in pairs) + f" (seed {ctx.seed})")
+            + ", ".join(f"{_label(u)} {pairs[u][0]:.1f}%" for u in pairs) + f" ({ctx.used_text()})")
     out = combined(checks, ours)
     # a defense that erases every poison leaves nothing to rank: each UE's best lies within (or above) the
     # clean victim's interval under that defense
     erased = []
     for u, (d, a) in best.items():
-        c = ctx.one(ex.victim_spec(p, "clean", ctx.seed, defense=d), "clean")
+        c = ctx.one(lambda s: ex.victim_spec(p, "clean", s, defense=d), "clean")
         if c is not None:
             erased.append(np.isfinite(c.interval()[0]) and a >= c.interval()[0])
     if erased and len(erased) == len(best) and all(erased) and out.verdict != HOLDS:
@@ -522,7 +533,7 @@ def _defenses(ctx):
 # ------------------------------------------------------------------------ ablations: Tables 6-10, 20, 22
 
 def _ablation(ctx: Context, **settings) -> Measure | None:
-    return ctx.one(ex.victim_spec(ctx.p, "miue", ctx.seed, **settings), "miue")
+    return ctx.one(lambda s: ex.victim_spec(ctx.p, "miue", s, **settings), "miue")
 
 
 @claim("terms", "The similarity term of Eq. 2 matters more than the distance term", "MI-UE Table 6",
@@ -538,7 +549,7 @@ def _terms(ctx):
     ns = t["no-similarity"].mean - t["full"].mean
     move = (f"{-nd.estimate:.1f} points stronger" if nd.estimate < 0 else f"{nd.estimate:.1f} points weaker")
     ours = (f"full {t['full'].mean:.1f}%; without similarity {ns:+.1f} points; removing the distance term makes "
-            f"MI-UE {move} ({nd}) (seed {ctx.seed})")
+            f"MI-UE {move} ({nd}) ({ctx.used_text()})")
     return combined(checks, ours)
 
 
@@ -560,7 +571,7 @@ def _zeta_large(ctx):
     checks = [exceeds(f"ζ={l:g} − ζ={s:g}", large[l], small[s], 10) for l in large for s in small]
     ours = (f"ζ ≤ 1: {min(a.mean for a in small.values()):.1f} to {max(a.mean for a in small.values()):.1f}%; "
             f"ζ ≥ 10: {min(a.mean for a in large.values()):.1f} to {max(a.mean for a in large.values()):.1f}% "
-            f"(seed {ctx.seed})")
+            f"({ctx.used_text()})")
     return combined(checks, ours)
 
 
@@ -573,7 +584,7 @@ def _zeta_small(ctx):
     small = got[0]
     checks = [close(f"ζ={a:g} − ζ={b:g}", small[a], small[b], 5) for a, b in itertools.combinations(small, 2)]
     return combined(checks, f"ζ ≤ 1: {min(a.mean for a in small.values()):.1f} to "
-                            f"{max(a.mean for a in small.values()):.1f}% (seed {ctx.seed})")
+                            f"{max(a.mean for a in small.values()):.1f}% ({ctx.used_text()})")
 
 
 @claim("epochs", "Fewer generation epochs weaken MI-UE", "MI-UE Table 9",
@@ -585,7 +596,7 @@ def _epochs(ctx):
     if short is None or full is None or short_e >= e0:
         return untested()
     return combined([exceeds("shortest − default", short, full, 2)],
-                    f"{short.mean:.1f}% after {short_e} of {e0} epochs, {full.mean:.1f}% after {e0} (seed {ctx.seed})")
+                    f"{short.mean:.1f}% after {short_e} of {e0} epochs, {full.mean:.1f}% after {e0} ({ctx.used_text()})")
 
 
 @claim("budget", "The budget ε barely matters (4/255 to 16/255)", "MI-UE Table 10",
@@ -598,7 +609,7 @@ def _budget(ctx):
     if a is None or z is None or lo >= hi:
         return untested()
     return combined([close(f"{lo:g}/255 − {hi:g}/255", a, z, 5)],
-                    f"{a.mean:.1f}% at {lo:g}/255, {z.mean:.1f}% at {hi:g}/255 (seed {ctx.seed})")
+                    f"{a.mean:.1f}% at {lo:g}/255, {z.mean:.1f}% at {hi:g}/255 ({ctx.used_text()})")
 
 
 @claim("step", "The PGD step barely matters (0.1/255 to 0.8/255)", "MI-UE Table 22", "CIFAR-10, 100 epochs: 9.93 to 10.00%",
@@ -612,7 +623,7 @@ def _step(ctx):
     checks = [close(f"{a:g}/255 − {b:g}/255", acc[a], acc[b], 5) for a, b in itertools.combinations(steps, 2)]
     e0 = ex.attack_config(ctx.p, "miue")["epochs"]
     return combined(checks, f"{min(a.mean for a in acc.values()):.1f} to {max(a.mean for a in acc.values()):.1f}% "
-                            f"at {e0} epochs (seed {ctx.seed})")
+                            f"at {e0} epochs ({ctx.used_text()})")
 
 
 @claim("regularizer", "Adding the MI term to EM and AP makes them stronger", "MI-UE Table 8",
@@ -622,8 +633,8 @@ def _regularizer(ctx):
     L, p = ablation_lists(ctx.p), ctx.p
     if set(L["regularized"]) != {"em", "ap"}:
         return untested()
-    base = {m: ctx.one(ex.victim_spec(p, m, ctx.seed), m) for m in ("em", "ap")}
-    reg = {(m, w): ctx.one(ex.victim_spec(p, m, ctx.seed, mi_weight=w), m) for m in base for w in L["mi_weights"]}
+    base = {m: ctx.one(lambda s: ex.victim_spec(p, m, s), m) for m in ("em", "ap")}
+    reg = {(m, w): ctx.one(lambda s: ex.victim_spec(p, m, s, mi_weight=w), m) for m in base for w in L["mi_weights"]}
     if None in base.values() or None in reg.values():
         return untested()
     per = [[exceeds(f"weight {w:g}: {_label(m)} − regularised", base[m], reg[(m, w)], 1) for m in base]
@@ -632,7 +643,7 @@ def _regularizer(ctx):
     v = any_of(verdicts)
     chosen = per[verdicts.index(v)] if v in verdicts else min(per, key=lambda cs: -min(c.margin for c in cs))
     ours = ("; ".join(f"{_label(m)} {base[m].mean:.1f}% → " + ", ".join(f"{reg[(m, w)].mean:.1f}%" for w in L["mi_weights"])
-                      for m in base) + f" at weights {', '.join(f'{w:g}' for w in L['mi_weights'])} (seed {ctx.seed})")
+                      for m in base) + f" at weights {', '.join(f'{w:g}' for w in L['mi_weights'])} ({ctx.used_text()})")
     c = deciding(chosen, all_of(x.verdict for x in chosen))
     return Outcome(v, ours, str(c))
 
@@ -641,13 +652,13 @@ def _regularizer(ctx):
        "CIFAR-10 SimCLR victims: clean 91.71%, EM 89.54%, A-MI-UE 52.84%", "13_what_makes_miue_work")
 def _contrastive(ctx):
     p = ctx.p
-    sim = {k: ctx.one(ex.victim_spec(p, m, ctx.seed, contrastive={}, **extra), m) for m, extra, k in
+    sim = {k: ctx.one(lambda s: ex.victim_spec(p, m, s, contrastive={}, **extra), m) for m, extra, k in
            [("clean", {}, "clean"), ("em", {}, "em"), ("miue", {"augment_mode": "contrastive"}, "a")]}
     if None in sim.values():
         return untested()
     return combined([exceeds("EM − A-MI-UE", sim["em"], sim["a"], 5)],
                     f"clean {sim['clean'].mean:.1f}%, EM {sim['em'].mean:.1f}%, A-MI-UE {sim['a'].mean:.1f}% "
-                    f"(seed {ctx.seed})")
+                    f"({ctx.used_text()})")
 
 
 # ----------------------------------------------------------------------------------- transfer, speed
@@ -677,7 +688,7 @@ def _transfer(ctx):
     from .chapters import transfer_lists, transfer_victim_spec
     tl, p = transfer_lists(ctx.p), ctx.p
     ues = [m for m in tl["methods"] if m not in ("clean", "random")]
-    acc = {(m, a): ctx.one(transfer_victim_spec(p, m, a, ctx.seed), m) for m in ues for a in tl["archs"]}
+    acc = {(m, a): ctx.one(lambda s: transfer_victim_spec(p, m, a, s), m) for m in ues for a in tl["archs"]}
     if "miue" not in ues or None in acc.values():
         return untested()
     per = transfer_verdicts(acc, ues, tl["archs"])
@@ -686,7 +697,7 @@ def _transfer(ctx):
     maybe = [a for a, (x, _) in per.items() if x == INCONCLUSIVE]
     ours = (f"MI-UE clearly lowest on {len(wins)} of {len(tl['archs'])} architectures"
             + (f" ({', '.join(wins)})" if wins else "") + (f", within the noise on {', '.join(maybe)}" if maybe else "")
-            + f" among {len(ues)} UEs (seed {ctx.seed})")
+            + f" among {len(ues)} UEs ({ctx.used_text()})")
     decide = [c for x, c in per.values() if x == v] or [c for _, c in per.values()]
     return Outcome(v, ours, str(decide[0]) if decide and decide[0] else "")
 
@@ -729,6 +740,7 @@ def claims_table(p: Profile, store: RunStore | None = None) -> pd.DataFrame:
     rows = []
     for c in CLAIMS:
         ctx.borrowed.clear()
+        ctx.used.clear()
         out = c.decide(ctx)
         if ctx.borrowed and out.verdict != NOT_TESTED:
             out.note = "; ".join(filter(None, [out.note, "seed spreads borrowed from the " + ", ".join(
