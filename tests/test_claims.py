@@ -239,3 +239,20 @@ def test_one_tolerance_per_method_covers_its_seed_spread_and_a_change_of_threads
     pairs = audit.retrained_pairs()
     same = [q for q in pairs if q["threads (SAL run)"] == q["threads (victim)"]]
     assert sum(q["acc (SAL run)"] == q["acc (victim)"] for q in same) >= 10
+
+
+def test_a_one_seed_setting_reads_every_seed_the_verdict_seeds_study_records(tmp_path):
+    from miue.chapters import at_defense, chapter_specs
+    p = profile("cpu")
+    study = chapter_specs("verdict_seeds", p)
+    victims = [s for s in study if s.kind == "victim" and s.defense is not None and s.defense_dict["name"] == "at"]
+    assert victims and all(s.seed in p.seeds[1:] for s in victims)
+    assert ex.victim_spec(p, "miue", 1, defense=at_defense(8)).address in {s.address for s in study}
+    store = RunStore(tmp_path / "runs", tmp_path / "cache")
+    for s, a in ((0, 50.0), (1, 54.0), (2, 52.0)):
+        v = ex.victim_spec(p, "miue", s, defense=at_defense(8))
+        store.get_or_compute(v.kind, v.config(), lambda ctx, a=a: {"metrics": {"test_acc": a / 100}}, device="cpu")
+    ctx = claims.Context(p, store)
+    m = ctx.one(lambda s: ex.victim_spec(p, "miue", s, defense=at_defense(8)), "miue")
+    assert m.values == (50.0, 54.0, 52.0) and ctx.used_text() == "3 seeds each"
+    assert ctx.one(lambda s: ex.victim_spec(p, "em", s, defense=at_defense(8)), "em") is None  # seed 0 missing
