@@ -180,6 +180,7 @@ def test_progress_bars_go_to_the_log_and_never_into_a_notebook(tmp_path):
     import papermill
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("from miue.progress import tqdm\n"
+                                          "import tqdm.auto as _auto  # what diffusers imports: warns IProgress in a kernel\n"
                                           "for _ in tqdm(range(3), desc='bar-in-log', mininterval=0):\n"
                                           "    pass\nprint('visible')")]
     nbformat.write(nb, tmp_path / "in.ipynb")
@@ -188,6 +189,7 @@ def test_progress_bars_go_to_the_log_and_never_into_a_notebook(tmp_path):
     outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
     text = json.dumps(outputs)
     assert "visible" in text and "bar-in-log" not in text and "%|" not in text
+    assert "IProgress" not in text  # no ipywidgets warning either
 
 
 def test_progress_bars_outside_a_kernel_are_text_on_stderr(capsys):
