@@ -285,10 +285,6 @@ def _c1x(ctx):
     return _reduce(ctx, 1)
 
 
-def _rank(xs, ys) -> float:
-    return spearman(xs, ys)
-
-
 def _tracks(ctx: Context, which: int, estimator: str = "histogram") -> Outcome:
     got = _table1(ctx, estimator)
     if got is None:
@@ -304,7 +300,7 @@ def _tracks(ctx: Context, which: int, estimator: str = "histogram") -> Outcome:
             points.append([(a_c[0] - a_m[0], i_c[0] - i_m[0])])
         else:
             points.append([(a_c[s] - a_m[s], i_c[s] - i_m[s]) for s in range(k)])
-    rho, lo, hi = bootstrap_interval(lambda obs: _rank([o[0] for o in obs], [o[1] for o in obs]), points)
+    rho, lo, hi = bootstrap_interval(lambda obs: spearman([o[0] for o in obs], [o[1] for o in obs]), points)
     seeds = "seed 0" if estimator != "histogram" else ctx.over()
     ours = f"Spearman {rho:.2f}, n = {len(others)} ({seeds})"
     if not np.isfinite(rho):
@@ -331,6 +327,16 @@ def _c2k(ctx):
     return _tracks(ctx, 1, "ksg")
 
 
+def miue_lowest(values: dict, ues: list) -> tuple[str, list[Check]]:
+    """Is MI-UE, in the paper's or the code's settings, clearly below every other of ``ues`` (``values``: method
+    → :class:`Measure`)? (verdict, the checks of the setting that decides it)."""
+    per = [[exceeds(f"{_label(u)} − {_label(v)}", values[u], values[v]) for u in ues if u not in MIUE]
+           for v in MIUE if v in values]
+    verdicts = [all_of(c.verdict for c in cs) for cs in per]
+    v = any_of(verdicts)
+    return v, per[verdicts.index(v)] if v in verdicts else per[0]
+
+
 def lowest(acc: dict) -> Outcome | None:
     """C3 on ``acc`` (method → :class:`Measure` of victim accuracy, %): is MI-UE (either setting) clearly
     the lowest of :data:`TABLE2_UES` recorded? None when EM, AP or MI-UE is missing (not tested). One rule
@@ -338,12 +344,7 @@ def lowest(acc: dict) -> Outcome | None:
     ues = [u for u in TABLE2_UES if u in acc]
     if not {"em", "ap", "miue"} <= set(ues):
         return None
-    per = []
-    for v in (u for u in MIUE if u in acc):
-        per.append([exceeds(f"{_label(u)} − {_label(v)}", acc[u], acc[v]) for u in ues if u not in MIUE])
-    verdicts = [all_of(c.verdict for c in cs) for cs in per]
-    v = any_of(verdicts)
-    chosen = per[verdicts.index(v)] if v in verdicts else per[0]
+    v, chosen = miue_lowest(acc, ues)
     low = min(ues, key=lambda u: acc[u].mean)
     ours = "; ".join(f"{_label(u)} {acc[u].mean:.1f}%" for u in ues) + f"; lowest: {_label(low)}"
     c = deciding(chosen, all_of(x.verdict for x in chosen))
@@ -376,9 +377,9 @@ def _depth(ctx):
         return untested()
 
     def mean_rho(obs):
-        return float(np.mean([_rank([o[0] for o in obs], [o[k] for o in obs]) for k in (1, 2, 3)]))
+        return float(np.mean([spearman([o[0] for o in obs], [o[k] for o in obs]) for k in (1, 2, 3)]))
     rho, lo, hi = bootstrap_interval(mean_rho, rows)
-    per = [_rank([r[0][0] for r in rows], [r[0][k] for r in rows]) for k in (1, 2, 3)]
+    per = [spearman([r[0][0] for r in rows], [r[0][k] for r in rows]) for k in (1, 2, 3)]
     ours = (", ".join(f"{_label(u)} {r:+.2f}" for u, r in zip(ues, per))
             + f" over {len(archs)} architectures ({ctx.used_text()}); mean {rho:+.2f}")
     c = Check("mean Spearman", rho, lo, hi, above(lo, hi, 0.0), lo)
@@ -397,12 +398,9 @@ def _covariance(ctx):
         return untested()
     ues = [u for u in UES if u in cov]
     below = [exceeds(f"clean − {_label(u)}", cov["clean"], cov[u]) for u in ues]
-    lowest_ = [all_of(c.verdict for c in cs) for cs in
-               ([exceeds(f"{_label(u)} − {_label(v)}", cov[u], cov[v]) for u in ues if u not in MIUE]
-                for v in MIUE if v in cov)]
-    checks = below + [exceeds(f"{_label(u)} − {_label(v)}", cov[u], cov[v]) for v in MIUE if v in cov
-                      for u in ues if u not in MIUE]
-    v = all_of([all_of(c.verdict for c in below), any_of(lowest_)])
+    low, low_checks = miue_lowest(cov, ues)
+    checks = below + low_checks
+    v = all_of([all_of(c.verdict for c in below), low])
     ours = (f"clean {cov['clean'].mean:.1f}; " + "; ".join(f"{_label(u)} {cov[u].mean:.1f}" for u in ues)
             + f" (½E log det Σ_Y, mean over {len(ctx.p.seeds)} seeds)")
     c = deciding(checks, v)
@@ -424,7 +422,7 @@ def _separability(ctx):
             points.append([(c - x, sep) for c, x in zip(clean.values, a.values)])
     if len(points) < 3:
         return untested()
-    rho, lo, hi = bootstrap_interval(lambda obs: _rank([o[0] for o in obs], [o[1] for o in obs]), points)
+    rho, lo, hi = bootstrap_interval(lambda obs: spearman([o[0] for o in obs], [o[1] for o in obs]), points)
     ours = f"Spearman {rho:.2f} (noises), n = {len(points)} UEs ({ctx.over()} for the accuracies)"
     if not np.isfinite(rho):
         return Outcome(NOT_TESTED, ours + ": undefined")
