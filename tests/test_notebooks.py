@@ -3,6 +3,7 @@ a temporary run store, and shows its tables and figures without error."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,20 @@ def test_notebook_sources_are_clean_and_parameterized():
             shown = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not set(c.metadata.get("tags", []))
                      & {"remove-input", "remove-cell", "hide-input", "hide-cell", "parameters"}]
             assert not shown, f"{nb_path.name}: code cells {shown} are visible in the book"
+
+
+def test_links_between_pages_name_their_source_files():
+    """A markdown cell's link to another page names its source (``claims.ipynb``), never the rendered
+    ``claims.html``: jupyter-book resolves only the former and fails the build on the latter."""
+    pages = {p.name for p in (ROOT / "book").iterdir()} | {p.name for p in NOTEBOOKS}
+    for nb_path in NOTEBOOKS + DRAFTS:
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            if cell.cell_type != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", cell.source):
+                assert not target.endswith(".html"), f"{nb_path.name}: link to {target}; name the .ipynb or .md"
+                if target.endswith((".ipynb", ".md")):
+                    assert Path(target).name in pages, f"{nb_path.name}: link to {target}, which is no page"
 
 
 @pytest.fixture(scope="session")
