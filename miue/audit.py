@@ -51,8 +51,8 @@ def drift_study(p: Profile, victim_method: str = "clean", poison_method: str = "
     cfg = {"victim": vspec.config(), "poison": pspec.config(), "threads": list(threads), "device": "cpu"}
 
     def compute(ctx):
-        committed_v = store.get("victim", vspec.config())
-        committed_p = store.get("poison", pspec.config())
+        committed_v = store.lookup(vspec)
+        committed_p = store.lookup(pspec)
         train, _ = ex.datasets(p)
         victims, poisons, first = [], [], None
         for i, t in enumerate(threads):
@@ -135,7 +135,7 @@ def method_tolerances(p: Profile, store: RunStore | None = None, drift: dict | N
     pairs = [q for q in retrained_pairs(store) if q["dataset"] == p.dataset]
     rows = []
     for m in ("clean", *ex.ATTACKS):
-        accs = [100 * r["metrics"]["test_acc"] for r in (store.get("victim", ex.victim_spec(p, m, s).config())
+        accs = [100 * r["metrics"]["test_acc"] for r in (store.lookup(ex.victim_spec(p, m, s))
                                                         for s in p.seeds) if r]
         sd = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
         mine = [(abs(q["acc (SAL run)"] - q["acc (victim)"]), q["threads (SAL run)"] == q["threads (victim)"])
@@ -189,11 +189,11 @@ def candidates(p: Profile, store: RunStore, max_minutes: float | None = None) ->
             if isinstance(s, StoredSpec) or s.address in seen:
                 continue
             seen.add(s.address)
-            rec = store.get(s.kind, s.config())
+            rec = store.lookup(s)
             if rec is None:
                 continue
             if max_minutes is not None:  # what a re-run costs: the run and what it reads, as recorded
-                deps = [store.get(d.kind, d.config()) for d in s.dependencies()]
+                deps = [store.lookup(d) for d in s.dependencies()]
                 cost = rec["provenance"]["wall_time_s"] + sum(d["provenance"]["wall_time_s"] for d in deps if d)
                 if cost > 60 * max_minutes:
                     continue
@@ -227,13 +227,13 @@ def sample_audit(p: Profile, k: int = 1, seed: int | None = None, store: RunStor
     def compute(ctx):
         rows, runs = [], []
         for i, s in enumerate(chosen):
-            old = store.get(s.kind, s.config())
+            old = store.lookup(s)
             threads = threads_of(old)
             scratch = ctx.artifacts / f"rerun-{i}"
             # what the run reads (its poison, its victim …) is recomputed first, each with the thread count
             # its own record names: a victim trained at 1 thread is another victim than at 2
             for dep in reversed(s.dependencies()):
-                dep_rec = store.get(dep.kind, dep.config())
+                dep_rec = store.lookup(dep)
                 if dep_rec is not None:
                     rerun(dep, threads_of(dep_rec), scratch, progress, device)
             new, _ = rerun(s, threads, scratch, progress, device)

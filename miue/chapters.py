@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import ClassVar
 
 from . import experiments as ex
 from .profiles import Profile
@@ -20,32 +19,18 @@ from .specs import Spec
 
 @dataclass(frozen=True)
 class StoredSpec(Spec):
-    """A run computed by its own module (validation studies, the protection demo): its kind and config, to list and look up."""
+    """A run computed by its own module (validation studies, the protection demo): its kind and config, to
+    list and look up (its module's function computes it)."""
 
-    run_kind: str
+    kind: str
     config_json: str
     what: str = ""
-    kind: ClassVar[str] = ""
-
-    @property
-    def hash(self) -> str:
-        from .runs import config_hash
-        return config_hash(self.run_kind, self.config())
-
-    @property
-    def address(self) -> str:
-        return f"{self.run_kind}/{self.hash}"
 
     def config(self) -> dict:
         return json.loads(self.config_json)
 
     def describe(self) -> str:
         return self.what or self.address
-
-
-def kind_of(spec) -> str:
-    """The run kind of any listed spec (a run spec's ``kind``, a stored spec's ``run_kind``)."""
-    return spec.run_kind if isinstance(spec, StoredSpec) else spec.kind
 
 
 def _stored(kind: str, cfg: dict, what: str) -> StoredSpec:
@@ -613,7 +598,7 @@ def cost_table(p: Profile, store: RunStore | None = None):
     for chapter, specs, new in chapter_runs(p):
         seconds, new_seconds, have, devices = 0.0, 0.0, 0, set()
         for s in specs:
-            rec = store.get(kind_of(s), s.config())
+            rec = store.lookup(s)
             if rec is not None:
                 have += 1
                 seconds += compute_seconds(rec)
@@ -635,7 +620,7 @@ def cost_without_inputs_kept_apart(p: Profile, store: RunStore | None = None) ->
     runs, seconds = 0, 0.0
     for _, specs, new in chapter_runs(p):
         for s in specs:
-            rec = store.get(kind_of(s), s.config()) if s.address in new else None
+            rec = store.lookup(s) if s.address in new else None
             if rec is not None and "inputs_cpu_time_s" not in rec["provenance"]:
                 runs += 1
                 seconds += compute_seconds(rec)

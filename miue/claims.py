@@ -136,10 +136,6 @@ def combined(checks: list[Check], ours: str, any_: bool = False, note: str = "")
     return Outcome(v, ours, "" if c is None else str(c), note)
 
 
-def _get(store: RunStore, spec):
-    return store.lookup(spec)
-
-
 class Context:
     """The records one profile holds, read once: victims' accuracies as :class:`Measure` (in %)."""
 
@@ -147,13 +143,13 @@ class Context:
         self.p, self.store, self.seed = p, store, p.seeds[0]
         core = ("clean", "em", "ap", "miue")
         # the seeds at which the core methods are all recorded (a large profile may run seed 0 first), else all
-        self.seeds = [s for s in p.seeds if all(_get(store, ex.victim_spec(p, m, s)) for m in core)] or list(p.seeds)
+        self.seeds = [s for s in p.seeds if all(store.lookup(ex.victim_spec(p, m, s)) for m in core)] or list(p.seeds)
         self._spread: dict = {}
         self.borrowed: set = set()  # the profiles whose seed spreads were borrowed
         self.used: set = set()  # how many seeds each one-setting victim measured had
 
     def get(self, spec):
-        return _get(self.store, spec)
+        return self.store.lookup(spec)
 
     def over(self, n: int | None = None) -> str:
         seeds = self.seeds if n is None else self.seeds[:n]
@@ -436,7 +432,7 @@ def _ud(ctx):
     from . import sal
     uds, seeds = [], []
     for s in ctx.p.seeds:
-        recs = {m: ctx.store.get("sal", sal.sal_config(ctx.p, m, s)) for m in ("clean", "ap")}
+        recs = {m: ctx.store.lookup(sal.sal_spec(ctx.p, m, s)) for m in ("clean", "ap")}
         if all(recs.values()):
             uds.append(float(sal.ud_table({"ap": recs["ap"]}, recs["clean"]).loc["ap", "ud"]))
             seeds.append(s)

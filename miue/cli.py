@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 COMMANDS = {
-    "protect": ("miue.protect:protect_main", "protect a folder of images with unlearnable perturbations"),
-    "verify": ("miue.protect:verify_main", "check a protected folder: protected vs control victim accuracy"),
+    "protect": ("miue.protect.cli:protect_main", "protect a folder of images with unlearnable perturbations"),
+    "verify": ("miue.protect.cli:verify_main", "check a protected folder: protected vs control victim accuracy"),
     "grid": ("miue.grid", "run (or list, --dry-run) every missing run of a chapter or study"),
     "audit": ("miue.audit", "re-run one victim and one poison from scratch at several thread counts; record the drift"),
 }

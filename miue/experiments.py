@@ -46,7 +46,7 @@ def datasets(p: Profile) -> tuple[ImageDataset, ImageDataset]:
     return _splits(p.dataset, p.n_train, p.n_test)
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
     if method != CLEAN and method not in ATTACKS:
         raise ValueError(f"unknown method {method!r}; choose 'clean' or one of {', '.join(ATTACKS)}")
 
@@ -71,7 +71,7 @@ def poison_spec(p: Profile, method: str, classes=None, fraction: float = 1.0, af
                 **extra) -> PoisonSpec | None:
     """The spec of ``method``'s poison on the profile's training subset (None for ``clean``); ``after_epoch``
     k ≥ 1: its snapshot after generation epoch k."""
-    _check_method(method)
+    check_method(method)
     if method == CLEAN:
         if after_epoch:
             raise ValueError("clean data has no generation epochs: after_epoch is for a poison's snapshots")
@@ -96,7 +96,7 @@ def _sample_indices(ds: ImageDataset, k: int = 5) -> torch.Tensor:
     return torch.stack([torch.nonzero(ds.labels == c).flatten()[0] for c in range(min(k, ds.num_classes))])
 
 
-def _spec_splits(spec) -> tuple[ImageDataset, ImageDataset]:
+def spec_splits(spec) -> tuple[ImageDataset, ImageDataset]:
     return _splits(spec.dataset, spec.n_train, getattr(spec, "n_test", None))
 
 
@@ -120,8 +120,8 @@ MODEL_FILE = "model.safetensors"
 PURIFIER_FILE = "purifier.safetensors"
 
 
-def _compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
-    train, _ = _spec_splits(spec)
+def compute_purifier(spec: PurifierSpec, ctx, store, progress, device) -> dict:
+    train, _ = spec_splits(spec)
     if spec.poison is not None:
         train = train.with_images(load_poison(spec.poison, store, progress, str(device)).apply(train.images))
     defense = create_defense({"name": spec.defense[0], **dict(spec.defense[1])})
@@ -160,7 +160,7 @@ def holdout_split(dataset: str, exclude_n_train: int | None, n: int, seed: int =
     return stratified_subset(pool, n, seed=seed)
 
 
-def _compute_denoiser(spec: DenoiserSpec, ctx, store, progress, device) -> dict:
+def compute_denoiser(spec: DenoiserSpec, ctx, store, progress, device) -> dict:
     from .defenses.diffusion import DenoiserSettings, train_denoiser
     held = holdout_split(spec.dataset, spec.exclude_n_train, spec.images)
     settings_ = DenoiserSettings(spec.images, spec.steps, spec.batch_size, spec.lr, spec.width, spec.label_dropout,
@@ -213,7 +213,7 @@ def _snapshot(spec: PoisonSpec, train: ImageDataset, store, progress, device) ->
     def generate(ctx):
         if store.verified_artifact("poison", h, name) is not None:  # another process kept them meanwhile
             return store.get("poison", cfg) or {"metrics": {}}
-        return _compute_poison(run_spec, ctx, store, progress, device, snapshots=True)
+        return compute_poison(run_spec, ctx, store, progress, device, snapshots=True)
 
     path = store.verified_artifact("poison", h, name)
     for force in (False, True):  # another process may have recorded the run without snapshots meanwhile
@@ -238,8 +238,8 @@ def _snapshot(spec: PoisonSpec, train: ImageDataset, store, progress, device) ->
     return attack._poison(train, offsets.float() / 255, history=full.get("history", [])[:spec.after_epoch])
 
 
-def _compute_poison(spec: PoisonSpec, ctx, store, progress, device, snapshots: bool = False) -> dict:
-    train, _ = _spec_splits(spec)
+def compute_poison(spec: PoisonSpec, ctx, store, progress, device, snapshots: bool = False) -> dict:
+    train, _ = spec_splits(spec)
     mask = poison_mask(spec, train.labels)  # checked before the (expensive) generation
     if mask is not None:
         if spec.classes is not None and max(spec.classes) >= train.num_classes:
@@ -288,15 +288,14 @@ def _poison_payload(poison: Poison):
 def run(spec: Spec, store: RunStore | None = None, progress: bool = True, device: str = "auto",
         force: bool = False) -> dict:
     """The record of ``spec``: read from the store, or computed (with what it depends on) when missing."""
-    if type(spec) not in _COMPUTE:
-        raise TypeError(f"run() takes a run spec ({', '.join(t.__name__ for t in _COMPUTE)}), got {spec!r}")
+    if not isinstance(spec, Spec) or type(spec).compute is Spec.compute:
+        raise TypeError(f"run() takes a run spec (a miue.specs.Spec that names its computation), got {spec!r}")
     store = store or RunStore()
     dev = resolve_device(device)
-    compute = _COMPUTE[type(spec)]
     seed = getattr(spec, "seed", None)
     if isinstance(spec, PoisonSpec):
         seed = spec.attack.seed
-    return store.get_or_compute(spec.kind, spec.config(), lambda ctx: compute(spec, ctx, store, progress, dev),
+    return store.get_or_compute(spec.kind, spec.config(), lambda ctx: spec.compute(ctx, store, progress, dev),
                                 device=str(dev), seed=seed, force=force)
 
 
@@ -310,7 +309,6 @@ def artifact(spec: Spec, name: str, store: RunStore | None = None, progress: boo
     path = store.verified_artifact(spec.kind, record["hash"], name)
     if path is None:
         dev = resolve_device(device)
-        compute = _COMPUTE[type(spec)]
 
         computed = []
 
@@ -318,7 +316,7 @@ def artifact(spec: Spec, name: str, store: RunStore | None = None, progress: boo
             if store.verified_artifact(spec.kind, record["hash"], name) is not None:  # another process did it
                 return {"metrics": record["metrics"]}
             computed.append(True)
-            return compute(spec, ctx, store, progress, dev)
+            return spec.compute(ctx, store, progress, dev)
 
         fresh = store.get_or_compute(spec.kind, spec.config(), regenerate, device=str(dev), force=True, write=False)
         if computed:
@@ -338,7 +336,7 @@ def artifact(spec: Spec, name: str, store: RunStore | None = None, progress: boo
 def load_poison(spec: PoisonSpec, store: RunStore | None = None, progress: bool = True,
                 device: str = "auto") -> Poison:
     """The poison tensor of ``spec``, verified against its hash and re-validated against its budget."""
-    train, _ = _spec_splits(spec)
+    train, _ = spec_splits(spec)
     return Poison.load(artifact(spec, POISON_FILE, store, progress, device), images=train.images)
 
 
@@ -436,8 +434,8 @@ def _contrastive_victim(spec: VictimSpec, ctx, train: ImageDataset, test: ImageD
             "history": history, "artifacts": {MODEL_FILE: digest}}
 
 
-def _compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
-    train, test = _spec_splits(spec)
+def compute_victim(spec: VictimSpec, ctx, store, progress, device) -> dict:
+    train, test = spec_splits(spec)
     if spec.poison is not None:
         pois = load_poison(spec.poison, store, progress, str(device))
         train = train.with_images(pois.apply(train.images))
@@ -474,7 +472,7 @@ def victim_model(spec: VictimSpec, store: RunStore | None = None, progress: bool
     """The trained victim network of ``spec``; retrained into the cache (same config and seed) when only its
     record is at hand."""
     path = artifact(spec, MODEL_FILE, store, progress, device)
-    train, _ = _spec_splits(spec)
+    train, _ = spec_splits(spec)
     c, h, _ = train.shape
     model = create_model(spec.model, train.num_classes, c, h, spec.width)
     model.load_state_dict(load_tensors(path)[0])
@@ -527,7 +525,7 @@ _FEATURES: dict = {}
 
 def _extract(spec: VictimSpec, store: RunStore, progress: bool, device: str):
     dev = resolve_device(device)
-    train, _ = _spec_splits(spec)
+    train, _ = spec_splits(spec)
     model = victim_model(spec, store, progress, device).to(dev)
     poisoned = train.images
     if spec.poison is not None:
@@ -547,7 +545,7 @@ def effective_rank(features: torch.Tensor) -> float:
     return float(torch.exp(-(q * q.log()).sum()))
 
 
-def _compute_mi(spec: MISpec, ctx, store, progress, device) -> dict:
+def compute_mi(spec: MISpec, ctx, store, progress, device) -> dict:
     fx, fy, labels = features(spec.victim, store, progress, str(device))
     t0 = time.perf_counter()
     opts = dict(spec.estimator_settings or ())
@@ -578,7 +576,7 @@ def covariance_spec(p: Profile, method: str, seed: int = 0, arch: str | None = N
     return CovarianceSpec(victim_spec(p, method, seed, arch, **extra), feature_covariance.RIDGE)
 
 
-def _compute_covariance(spec: CovarianceSpec, ctx, store, progress, device) -> dict:
+def compute_covariance(spec: CovarianceSpec, ctx, store, progress, device) -> dict:
     fx, fy, labels = features(spec.victim, store, progress, str(device))
     return {"metrics": {"poisoned": feature_covariance.class_covariance(fy, labels),
                         "clean": feature_covariance.class_covariance(fx, labels)}}
@@ -603,8 +601,8 @@ def separability_spec(p: Profile, method: str, target: str, **extra) -> Separabi
     return SeparabilitySpec(poison_spec(p, method, **extra), method, p.dataset, p.n_train, target, recipe)
 
 
-def _compute_separability(spec: SeparabilitySpec, ctx, store, progress, device) -> dict:
-    train, _ = _spec_splits(spec)
+def compute_separability(spec: SeparabilitySpec, ctx, store, progress, device) -> dict:
+    train, _ = spec_splits(spec)
     images = train.images
     if spec.poison is not None:
         images = load_poison(spec.poison, store, progress, str(device)).apply(train.images)
@@ -631,7 +629,3 @@ def separability(p: Profile, method: str, target: str, store: RunStore | None = 
     [−ε·255, ε·255] per pixel; it is shown to the network rescaled to the full 8-bit range (an affine map,
     which a linear model with bias absorbs) so that one recipe fits both targets."""
     return run(separability_spec(p, method, target, **extra), store, progress, p.device)
-
-
-_COMPUTE = {PoisonSpec: _compute_poison, PurifierSpec: _compute_purifier, DenoiserSpec: _compute_denoiser, VictimSpec: _compute_victim, MISpec: _compute_mi,
-            CovarianceSpec: _compute_covariance, SeparabilitySpec: _compute_separability}

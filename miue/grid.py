@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import experiments as ex
-from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_runs, chapter_specs, kind_of
+from .chapters import CHAPTERS, STUDIES, StoredSpec, chapter_runs, chapter_specs
 from .profiles import ProfileError, profile
 from .runs import RunStore, compute_seconds
-from .specs import PoisonSpec, VictimSpec
 
 CLUSTERS = ("inline", "local", "slurm")
 from .data import SIDES, TRAIN_SIZES as SPLIT_SIZES
@@ -71,7 +70,7 @@ class Outcome:
 
 def missing_specs(specs, store: RunStore) -> list:
     """The specs without a record in ``store`` (in the listed order)."""
-    return [s for s in specs if store.get(kind_of(s), s.config()) is None]
+    return [s for s in specs if store.lookup(s) is None]
 
 
 def waves(specs, store: RunStore) -> list[list]:
@@ -455,7 +454,7 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
     A run recorded on another device (a lent GPU) takes the median time of its measured regenerations on a
     CPU (:meth:`miue.runs.RunStore.regenerations`) where there are any, else it is estimated as if missing, so
     that the seconds are always the recording device's (2 CPU cores); ``how`` then starts with "recorded" too."""
-    rec = store.get(kind_of(spec), spec.config())
+    rec = store.lookup(spec)
     elsewhere = None
     if rec is not None:
         device = rec["provenance"].get("device", "cpu")
@@ -467,13 +466,13 @@ def estimate_seconds(spec, store: RunStore, _rates: dict | None = None) -> tuple
             return statistics.median(here), f"{elsewhere}; regenerated on the CPU in {statistics.median(here):.0f} s"
     if spec.config().get("after_epoch"):  # read from its run's cache; the run itself is listed on its own
         return 0.0, "a snapshot of its run"
-    w = _work(spec.config(), kind_of(spec))
+    w = _work(spec.config(), spec.kind)
     if w is None:
         return (None, elsewhere) if elsewhere else (None, "no estimate")
     per_unit = _rates_of(w[0], store, _rates if _rates is not None else {})
     if not per_unit:
         return (None, elsewhere) if elsewhere else (None, "no estimate")
-    sec, how = _scaled(per_unit, _shape(spec.config(), kind_of(spec)), w[1])
+    sec, how = _scaled(per_unit, _shape(spec.config(), spec.kind), w[1])
     return sec, (f"{elsewhere}; " if elsewhere else "") + how
 
 
@@ -570,8 +569,8 @@ def regeneration_seconds(spec, store: RunStore, _rates: dict | None = None, _see
         if d.address in seen:
             continue
         seen.add(d.address)
-        rec = store.get(kind_of(d), d.config())
-        if rec is not None and (fresh_clone or _artifacts_missing(kind_of(d), rec, store)):
+        rec = store.lookup(d)
+        if rec is not None and (fresh_clone or _artifacts_missing(d.kind, rec, store)):
             total += ((estimate_seconds(d, store, rates)[0] or 0.0)
                       + regeneration_seconds(d, store, rates, seen, fresh_clone))
     return total

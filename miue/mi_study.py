@@ -34,7 +34,7 @@ def records(L: Profile, methods, store: RunStore | None = None, compute: bool = 
     out = {}
     for m in methods:
         for spec in mi_study_specs(L, m):
-            rec = store.get(spec.kind, spec.config())
+            rec = store.lookup(spec)
             if rec is None and compute:
                 rec = ex.run(spec, store, progress=False, device=L.device)
             if rec is not None:

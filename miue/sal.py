@@ -27,11 +27,10 @@ Untraceable models fall back to full eager passes.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,8 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from .progress import tqdm
 
-from .profiles import Profile
-from .specs import Spec
+from .specs import Spec, VictimSpec
 from .train import as_float, resolve_device
 
 EPS = 0.05  # relative L2 radius of the weight perturbation (SAL/UD Sec. 3.3)
@@ -446,53 +444,41 @@ def sal_epochs(p) -> list[int]:
     return sorted({p.victim_epochs} | set(range(p.sal_every, p.victim_epochs + 1, p.sal_every)))
 
 
-def sal_config(p, method: str, seed: int = 0, arch: str | None = None, defense=None) -> dict:
-    from . import experiments as ex
-    from .models import MODELS
-    if arch is not None and arch not in MODELS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(MODELS)}")
-    victim = ex.victim_config(p, method, seed, defense=defense)
-    victim["model"] = arch or p.model
-    return {"victim": victim, "samples": p.sal_samples, "epochs": sal_epochs(p), "steps": p.sal_steps, "eps": EPS,
-            "lr": LR, "batch_size": None, "subset_seed": 2, "augment": False, "bn": "eval"}
-
-
 def sal_history(record: dict) -> list[dict]:
     """The record's per-epoch SAL dicts (layer → SAL), in epoch order."""
     return [e["sal"] for e in record["history"] if "sal" in e]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class SALSpec(Spec):
-    """A SAL run (kind ``"sal"``, :func:`sal_config`): what :func:`sal_run` computes, as a run spec the grid can
-    dispatch (its poison and, under a data-side defense, its purifier are its dependencies). ``defense`` is
-    the defense as JSON (a name or ``{"name": ..., **settings}``), or None."""
+    """A SAL run (kind ``"sal"``, :func:`sal_run`): its victim's spec (the same poison, purifier and recipe),
+    the ``samples`` SAL is measured on and the ``epochs`` it is measured after, with ``steps`` ascent steps.
+    A value like every other spec: what :func:`sal_spec` builds from a profile."""
 
-    profile: Profile
-    method: str
-    seed: int = 0
-    arch: Optional[str] = None
-    defense: Optional[str] = None
+    victim: VictimSpec
+    samples: int
+    epochs: tuple
+    steps: int
     kind: ClassVar[str] = "sal"
 
-    def defense_value(self):
-        return None if self.defense is None else json.loads(self.defense)
-
-    def victim(self):
-        """The victim spec this run trains (the same poison, purifier and recipe)."""
-        from . import experiments as ex
-        return ex.victim_spec(self.profile, self.method, self.seed, self.arch, defense=self.defense_value())
+    @property
+    def method(self) -> str:
+        return self.victim.method
 
     def config(self) -> dict:
-        return sal_config(self.profile, self.method, self.seed, self.arch, self.defense_value())
+        return {"victim": self.victim.config(), "samples": self.samples, "epochs": list(self.epochs),
+                "steps": self.steps, "eps": EPS, "lr": LR, "batch_size": None, "subset_seed": 2, "augment": False,
+                "bn": "eval"}
+
+    def compute(self, ctx, store, progress, device) -> dict:
+        return compute_sal(self, ctx, store, progress, device)
 
     def dependencies(self) -> list:
-        return self.victim().dependencies()
+        return self.victim.dependencies()
 
     def describe(self) -> str:
-        d = self.defense_value()
-        name = d if isinstance(d, str) or d is None else d.get("name")
-        return f"SAL {self.arch or self.profile.model} on {self.method}" + ("" if d is None else f" + {name}")
+        d = self.victim.defense
+        return f"SAL {self.victim.model} on {self.method}" + ("" if d is None else f" + {d[0]}")
 
 
 def sal_spec(p, method: str, seed: int = 0, arch: str | None = None, defense=None) -> SALSpec:
@@ -500,10 +486,9 @@ def sal_spec(p, method: str, seed: int = 0, arch: str | None = None, defense=Non
     from . import experiments as ex
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, got {seed!r}")
-    ex._check_method(method)
-    spec = SALSpec(p, method, seed, arch, None if defense is None else json.dumps(defense, sort_keys=True))
-    spec.config()  # refuses an unknown architecture or defense now, not in a job
-    return spec
+    ex.check_method(method)
+    victim = ex.victim_spec(p, method, seed, arch, defense=defense)  # refuses an unknown architecture or defense
+    return SALSpec(victim, p.sal_samples, tuple(sal_epochs(p)), p.sal_steps)
 
 
 def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, arch: str | None = None,
@@ -521,26 +506,24 @@ def sal_run(p, method: str, seed: int = 0, store=None, progress: bool = True, ar
     return ex.run(sal_spec(p, method, seed, arch, defense), store, progress, device=p.device)
 
 
-def _compute_sal(spec: SALSpec, ctx, store, progress: bool, device) -> dict:
-    """The compute function of a :class:`SALSpec` (registered with :func:`miue.experiments.run`)."""
+def compute_sal(spec: SALSpec, ctx, store, progress: bool, device) -> dict:
+    """The computation of a :class:`SALSpec`: its victim trained with SAL measured after ``spec.epochs``."""
     from . import experiments as ex
     from .data import stratified_subset
     from .models import create_model
     from .train import Recipe, evaluate, fit
-    p, method, seed, arch, defense = spec.profile, spec.method, spec.seed, spec.arch, spec.defense_value()
+    victim, method, seed = spec.victim, spec.method, spec.victim.seed
     cfg = spec.config()
-    train, test = ex.datasets(p)
-    if method != ex.CLEAN:
-        _, pois = ex.poison(p, method, store, progress)
+    train, test = ex.spec_splits(victim)
+    if victim.poison is not None:
+        pois = ex.load_poison(victim.poison, store, progress, str(device))
         train = train.with_images(pois.apply(train.images))
-    hook = None
-    if defense is not None:
-        train, hook = ex.defended(spec.victim(), train, store, progress, device)
+    train, hook = ex.defended(victim, train, store, progress, device)
     probe = stratified_subset(train, cfg["samples"], seed=cfg["subset_seed"])
     curve = stratified_subset(test, ex.CURVE_TEST_SIZE, seed=1)
     c, h, _ = train.shape
     torch.manual_seed(seed)
-    model = create_model(cfg["victim"]["model"], train.num_classes, c, h, p.width)
+    model = create_model(victim.model, train.num_classes, c, h, victim.width)
     sizes = {n: m.weight.numel() for n, m in model.named_modules() if n in sal_layers(model)}
     epochs = set(cfg["epochs"])
 
@@ -627,11 +610,3 @@ def ud_defense_table(defended: dict, undefended: dict, clean: dict):
         rows.append({"method": m, "defense": d, "test_acc": row["test_acc"], "lp": row["lp"], "ud": row["ud"],
                      "ud_delta": row["ud"] - before, "ud_weights": row["ud_weights"], "beta": row["beta"]})
     return pd.DataFrame(rows)
-
-
-def _register() -> None:
-    from . import experiments as ex
-    ex._COMPUTE[SALSpec] = _compute_sal  # a SAL run is a run spec like any other (ex.run, the grid)
-
-
-_register()

@@ -5,7 +5,8 @@ holds its poison's spec (None for clean data), the victim's architecture and rec
 defense; an estimate (:class:`MISpec`, :class:`CovarianceSpec`) holds its victim's spec. ``spec.config()``
 is the dict stored in the record and hashed into the address (:func:`miue.runs.config_hash`); settings added
 after records exist are left out at their default (:func:`miue.settings.address`), so adding one never
-moves an existing record. :func:`miue.experiments.run` executes any spec; a chapter can list its specs
+moves an existing record. ``spec.compute`` names the function that computes the run (most live in
+:mod:`miue.experiments`), and :func:`miue.experiments.run` reads or computes any spec; a chapter can list its specs
 without computing anything.
 """
 
@@ -25,6 +26,11 @@ class Spec:
 
     def config(self) -> dict:
         raise NotImplementedError
+
+    def compute(self, ctx, store, progress: bool, device) -> dict:
+        """This run's record body (metrics, history, artifacts saved through ``ctx``), computed when the store
+        lacks it; :func:`miue.experiments.run` reads the record or calls this. Each kind names its function."""
+        raise NotImplementedError(f"{type(self).__name__} names no computation")
 
     @property
     def hash(self) -> str:
@@ -90,6 +96,10 @@ class PoisonSpec(Spec):
                 raise ValueError(f"poison after_epoch must be an epoch of the run, 1 to {epochs} (0: the finished "
                                  f"poison), got {k!r}")
 
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_poison
+        return compute_poison(self, ctx, store, progress, device)
+
     def config(self) -> dict:
         cfg = {"dataset": self.dataset, "n_train": self.n_train, "subset_seed": self.subset_seed,
                "method": self.method, "attack": settings.address(self.attack)}
@@ -145,6 +155,10 @@ class VictimSpec(Spec):
     def defense_dict(self) -> dict | None:
         return None if self.defense is None else {"name": self.defense[0], **dict(self.defense[1])}
 
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_victim
+        return compute_victim(self, ctx, store, progress, device)
+
     def config(self) -> dict:
         cfg = {"poison": None if self.poison is None else self.poison.config(), "dataset": self.dataset,
                "n_train": self.n_train, "n_test": self.n_test, "model": self.model, "width": self.width,
@@ -190,6 +204,10 @@ class PurifierSpec(Spec):
     seed: int = 0
     kind: ClassVar[str] = "purifier"
 
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_purifier
+        return compute_purifier(self, ctx, store, progress, device)
+
     def config(self) -> dict:
         return {"poison": None if self.poison is None else self.poison.config(), "dataset": self.dataset,
                 "n_train": self.n_train, "defense": {"name": self.defense[0], **dict(self.defense[1])},
@@ -230,6 +248,10 @@ class DenoiserSpec(Spec):
     seed: int = 0
     kind: ClassVar[str] = "denoiser"
 
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_denoiser
+        return compute_denoiser(self, ctx, store, progress, device)
+
     def config(self) -> dict:
         return {"dataset": self.dataset, "exclude_n_train": self.exclude_n_train, "images": self.images,
                 "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "width": self.width,
@@ -251,6 +273,10 @@ class MISpec(Spec):
     estimator_settings: Optional[tuple] = None
     seed: int = 0
     kind: ClassVar[str] = "mi"
+
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_mi
+        return compute_mi(self, ctx, store, progress, device)
 
     def config(self) -> dict:
         cfg = {"victim": self.victim.config(), "estimator": self.estimator, "sliced": True,
@@ -276,6 +302,10 @@ class CovarianceSpec(Spec):
     ridge: float
     kind: ClassVar[str] = "covariance"
 
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_covariance
+        return compute_covariance(self, ctx, store, progress, device)
+
     def config(self) -> dict:
         return {"victim": self.victim.config(), "statistic": "class_covariance", "features": "train",
                 "ridge": self.ridge}
@@ -295,6 +325,10 @@ class SeparabilitySpec(Spec):
     target: str
     recipe: Recipe
     kind: ClassVar[str] = "separability"
+
+    def compute(self, ctx, store, progress, device) -> dict:
+        from .experiments import compute_separability
+        return compute_separability(self, ctx, store, progress, device)
 
     def config(self) -> dict:
         return {"poison": None if self.poison is None else self.poison.config(), "dataset": self.dataset,

@@ -90,7 +90,7 @@ def test_defenders_best_compares_over_common_defenses():
 
 
 def _fake_victims(acc, spread=0.5):
-    """A stand-in for the store: ``acc(method, config) -> % or None`` for victims; an undefended victim's seeds
+    """A stand-in for ``RunStore.lookup``: ``acc(method, config) -> % or None`` for victims; an undefended victim's seeds
     1 and 2 lie ``spread`` above and below seed 0's."""
     def get(store, spec):
         c = spec.config()
@@ -120,12 +120,12 @@ def test_the_defense_claim_and_a_defense_that_erases_every_poison(monkeypatch):
                 return 60.0 if d == "ava" else 30.0
             return (50.0 if low_em and m == "em" else 80.0) if d == "jpeg" else 30.0
         return f
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc()))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc()))
     out = claims.verdict(row, profile("cpu"))
     assert out.verdict == HOLDS and "MI-UE 60.0% (AVA)" in out.ours
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(low_em=True)))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(low_em=True)))
     assert claims.verdict(row, profile("cpu")).verdict == FAILS  # EM's best (50) is below MI-UE's (60)
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(erase=True)))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(erase=True)))
     t = claims.claims_table(profile("cpu")).set_index("key")
     assert t.loc[row, "verdict"] == INCONCLUSIVE and "clean victim's interval" in t.loc[row, "note"]
 
@@ -137,14 +137,14 @@ def test_the_regulariser_claim_needs_one_weight_that_strengthens_both_ues(monkey
                 return None if m != "clean" else 90.0
             return rule(m, c["poison"]["attack"].get("mi_weight", 0))
         return f
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(lambda m, w: 40 - 5 * (w == 10))))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(lambda m, w: 40 - 5 * (w == 10))))
     out = claims.verdict("regularizer", profile("cpu"))
     assert out.verdict == HOLDS and "EM 40.0% → 40.0%, 35.0%, 40.0%" in out.ours
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(lambda m, w: 40 - 5 * ((m, w) in {("em", 1), ("ap", 100)})),
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(lambda m, w: 40 - 5 * ((m, w) in {("em", 1), ("ap", 100)})),
                                                         spread=0.1))
     assert claims.verdict("regularizer", profile("cpu")).verdict == FAILS
     # the same 5-point drop inside a 10-point seed spread decides nothing
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(lambda m, w: 40 - 5 * (w == 10)), spread=10))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(lambda m, w: 40 - 5 * (w == 10)), spread=10))
     assert claims.verdict("regularizer", profile("cpu")).verdict == INCONCLUSIVE
 
 
@@ -163,13 +163,13 @@ def test_the_ablation_claims_decide_each_half(monkeypatch):
         return f
     paper7 = {10.09: {"zeta": 0.0}, 10.03: {"zeta": 0.001}, 10.08: {"zeta": 0.01}, 10.31: {"zeta": 1.0},
               45.90: {"zeta": 10.0}, 45.47: {"zeta": 100.0}}
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(paper7)))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(paper7)))
     assert claims.verdict("zeta-large", profile("cpu")).verdict == HOLDS
     assert claims.verdict("zeta-small", profile("cpu")).verdict == HOLDS
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc({**{k: v for k, v in paper7.items() if v != {"zeta": 0.01}}, 40.0: {"zeta": 0.01}})))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc({**{k: v for k, v in paper7.items() if v != {"zeta": 0.01}}, 40.0: {"zeta": 0.01}})))
     assert claims.verdict("zeta-small", profile("cpu")).verdict == FAILS  # ζ = 0.01 far from the rest
     paper6 = {51.65: TERMS["no-similarity"], 10.09: TERMS["no-distance"], 9.95: TERMS["full"]}
-    monkeypatch.setattr(claims, "_get", _fake_victims(acc(paper6)))
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(paper6)))
     out = claims.verdict("terms", profile("cpu"))
     assert out.verdict == HOLDS and "0.1 points weaker" in out.ours
     with pytest.raises(ValueError, match="unknown claim"):

@@ -26,8 +26,9 @@ import torch
 from miue import data as mdata
 from miue.checkpoint import Checkpoint, load_tensors, save_tensors
 from miue.poisons import InvalidPoisonError, NotAPoisonFile, Poison
-from miue.runs import (ComputeForbidden, Lock, RecordVersionError, RunStore, _checksum, _process_start,
-                       config_hash)
+from miue.runs import ComputeForbidden, Lock, RecordVersionError, RunStore, config_hash
+from miue.runs.lock import _process_start
+from miue.runs.records import _checksum
 
 HOST = socket.gethostname()
 HANG = 60  # seconds after which a waiter is declared stuck (a bug), never a measured duration
@@ -442,7 +443,6 @@ def test_the_reproduce_page_counts_records_that_predate_keeping_inputs_apart(sto
     for key in ("inputs_cpu_time_s", "inputs_wall_time_s", "checksum"):
         rec.get("provenance", {}).pop(key, None)
         rec.pop(key, None) if key == "checksum" else None
-    from miue.runs import _checksum
     rec["checksum"] = _checksum(rec)
     path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
     specs = [ch.StoredSpec("toy", json.dumps(c, sort_keys=True)) for c in ({"seed": 7}, cfg)]
@@ -589,7 +589,8 @@ def _count(ctx, pause):
 
 def _killed_holder(root, cache, cfg):
     import miue.runs as runs
-    runs.HEARTBEAT_SECONDS = 0.02  # persist the elapsed time often
+    import miue.runs.lock
+    miue.runs.lock.HEARTBEAT_SECONDS = 0.02  # persist the elapsed time often
     runs.RunStore(root, cache, poll_seconds=0.05).get_or_compute("resume", cfg, lambda ctx: _count(ctx, 0.1))
 
 

@@ -213,7 +213,7 @@ def test_every_kind_the_defense_chapter_lists_has_a_unit_of_work_to_estimate_fro
     assert grid._work(ex.mi_spec(p.override(mi_slices=2 * p.mi_slices), "em", 0).config(), "mi")[1] == \
         2 * grid._work(mi.config(), "mi")[1]
     at = sal.sal_spec(p, "em", 0, defense="mixup")
-    assert grid._work(at.config(), "sal") == ("sal/resnet18", grid._work(at.victim().config(), "victim")[1])
+    assert grid._work(at.config(), "sal") == ("sal/resnet18", grid._work(at.victim.config(), "victim")[1])
 
 
 def test_local_jobs_see_a_gpu_only_when_they_ask_for_one_and_take_turns_over_the_gpus(tmp_path):
@@ -266,9 +266,8 @@ def test_a_gpu_record_regenerated_here_is_costed_by_that_measurement_and_stays_a
     p = profile("smoke")
     store = RunStore(tmp_path / "runs", tmp_path / "cache")
     spec = ex.poison_spec(p, "random")
-    compute = ex._COMPUTE[type(spec)]
     rec = store.get_or_compute(spec.kind, spec.config(),  # a record that says a GPU made it
-                               lambda ctx: compute(spec, ctx, store, False, torch.device("cpu")), device="cuda")
+                               lambda ctx: spec.compute(ctx, store, False, torch.device("cpu")), device="cuda")
     path = store.record_path(spec.kind, rec["hash"])
     committed = path.read_bytes()
     assert store.regenerations(spec.kind, rec["hash"]) == []

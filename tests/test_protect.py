@@ -14,6 +14,9 @@ import pytest
 from PIL import Image
 
 from miue import protect as pr
+from miue.protect import cli as pr_cli
+from miue.protect import images as pr_images
+from miue.protect import protection as pr_protection
 from miue.runs import RunStore
 
 SMALL = dict(profile_name="smoke", reference_size=60, progress=False)
@@ -132,20 +135,20 @@ def test_an_interrupted_run_leaves_only_published_files_and_resumes_to_the_same_
     src, out, result, before = folders
     state = tmp_path / "state"
     calls = {"n": 0}
-    real = pr._png_bytes
+    real = pr_images._png_bytes
 
     def interrupted(*a, **kw):
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt
         return real(*a, **kw)
-    monkeypatch.setattr(pr, "_png_bytes", interrupted)
+    monkeypatch.setattr(pr_protection, "_png_bytes", interrupted)  # where protect looks it up
     out2 = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         pr.protect(src, out2, **SMALL, state=state)
     _published_only(out2, with_manifest=False)
     assert len(list(out2.rglob("*.png"))) == 5 and (state / pr.JOURNAL).is_file()
-    monkeypatch.setattr(pr, "_png_bytes", real)
+    monkeypatch.setattr(pr_protection, "_png_bytes", real)
     again = pr.protect(src, out2, **SMALL, state=state)
     assert again.skipped == 5 and again.written == 11
     _published_only(out2)
@@ -165,7 +168,7 @@ def test_an_interrupted_generation_publishes_nothing_and_old_state_in_out_dir_is
 
     def stop(*a, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(pr, "_generation_data", stop)
+    monkeypatch.setattr(pr_protection, "_generation_data", stop)
     with pytest.raises(KeyboardInterrupt):
         pr.protect(src, out2, **SMALL, state=tmp_path / "state")
     assert [p for p in out2.rglob("*") if p.is_file()] == []
@@ -344,7 +347,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(pr, "protect", interrupted)
+    monkeypatch.setattr(pr_cli, "protect", interrupted)  # where `miue protect` looks it up
     assert cli.main(["protect", "a", "b"]) == 130
     err = capsys.readouterr().err.strip()
     assert err == "miue protect: interrupted; run the same command to resume"
@@ -379,12 +382,12 @@ def test_one_folder_is_one_class_protected_against_the_reference(tmp_path):
     assert layout == "one folder" and {s.label for s in images} == {"my-drawings"}
     cfg = pr.protect_config(images, "miue", 8 / 255, "smoke", "fashion-mnist", 60)
     assert cfg["owner_classes"] == ["my-drawings"] and cfg["reference"]["size"] == 60
-    data, owner = pr._generation_data(images, cfg, "fashion-mnist")
+    data, owner = pr_protection._generation_data(images, cfg, "fashion-mnist")
     assert data.num_classes == 11 and data.classes[-1] == "my-drawings"  # ten reference classes + the owner's
     assert (data.labels[owner] == 10).all() and len(owner) == 3 and data.images.shape[1:] == (3, 32, 32)
     # the run depends on the pixels, not on how the file was encoded
     Image.open(src / "d0.png").save(src / "d0.png", optimize=True, compress_level=1)
-    assert pr._inputs_digest(pr.scan(src, 32)[0]) == pr._inputs_digest(images)
+    assert pr_images._inputs_digest(pr.scan(src, 32)[0]) == pr_images._inputs_digest(images)
 
 
 def test_the_work_is_sized_to_the_job():

@@ -40,7 +40,7 @@ def test_corrupt_or_edited_records_are_not_trusted(store):
 
 
 def test_incompatible_record_version_gives_one_clear_message(store):
-    from miue.runs import _checksum
+    from miue.runs.records import _checksum
     cfg = {"seed": 0}
     r = store.get_or_compute("toy", cfg, lambda ctx: {"metrics": {}})
     r["schema"] = 0
@@ -110,9 +110,9 @@ def test_a_record_names_the_commit_its_process_imported_not_a_later_one(tmp_path
     import subprocess
     import sys
     from pathlib import Path
-    from miue import runs
+    import miue
     repo = tmp_path / "repo"
-    shutil.copytree(Path(runs.__file__).parent, repo / "miue", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(miue.__file__).parent, repo / "miue", ignore=shutil.ignore_patterns("__pycache__"))
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(git + ["add", "-A"], check=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from miue import sal
+from miue import experiments as ex, sal
 from miue.models import create_model
 from miue.profiles import profile
 
@@ -156,13 +156,15 @@ def test_the_grid_computes_a_sal_run_after_its_poison_and_sal_run_reads_it_back(
                 sal_samples=64, sal_every=1, sal_steps=1)
     spec = sal.sal_spec(p, "em", 0, defense="mixup")
     assert spec.describe() == "SAL lenet5 on em + mixup"
-    assert spec.config() == sal.sal_config(p, "em", 0, defense="mixup")
+    assert spec.victim == ex.victim_spec(p, "em", 0, defense="mixup")  # a value: its victim's spec, not a profile
+    assert spec.config()["victim"] == spec.victim.config() and spec.config()["epochs"] == [1, 2]
+    assert spec == sal.sal_spec(p, "em", 0, defense="mixup") and hash(spec) == hash(sal.sal_spec(p, "em", 0, defense="mixup"))
     assert [d.kind for d in spec.dependencies()] == ["poison"]
     waves = grid.waves([spec, *spec.dependencies()], store)
     assert [[s.kind for s in w] for w in waves] == [["poison"], ["sal"]]
     out = grid.dispatch([spec, *spec.dependencies()], store=store, log=lambda *_: None)
     assert [o.state for o in out] == ["COMPLETED", "COMPLETED"]
-    rec = store.get("sal", spec.config())
+    rec = store.lookup(spec)
     assert rec is not None and len(sal.sal_history(rec)) == 2
     assert sal.sal_run(p, "em", 0, store, progress=False, defense="mixup") == rec  # read back, not recomputed
     with pytest.raises(ValueError, match="unknown architecture 'resnet9000'"):

@@ -1,39 +1,11 @@
-"""The run store: every expensive step is a run with a frozen config, addressed by the config's hash.
-
-``RunStore().get_or_compute(kind, config, compute)`` returns the committed JSON record under
-``data/runs/<kind>/<hash>.json`` (``$MIUE_RUNS`` if set) if present, and computes it otherwise. Records are
-written atomically (temporary file + ``os.replace``) with a checksum, so a half-written or edited record is
-detected and not trusted; a record with non-finite metrics is never written. Artifacts (poisons, models)
-go to the git-ignored ``data/cache/<kind>/<hash>/`` with their SHA-256 in a manifest there and in the
-record, and are verified when loaded. An interrupted run resumes from its checkpoint; its wall time adds
-up across resumes.
-
-Locks. A run being computed holds ``<artifacts>/.lock``, created atomically with its content (host, PID,
-the process's start time, a random token) and refreshed by a heartbeat thread. A waiting process judges the
-holder: on the same host, alive iff that PID runs (a zombie does not) *and* started when the lock says (PID
-reuse is caught; a lock without a start time is trusted for one lease of heartbeat); on another host, alive
-while the heartbeat is younger than :data:`LEASE_SECONDS`. A lock naming no possible process (PID 0,
-negative, not a number) is taken over at once; an empty or unreadable one once it is older than the lease.
-Takeover goes through a second exclusive file (itself judged the same way, should its taker die), so
-exactly one process computes. A waiting process says which run it waits for and who holds it. A record
-found corrupt is set aside only if it is still the very file that was read, never a good record that
-another process wrote meanwhile.
-
-``MIUE_NO_COMPUTE=1`` (any value but '', 0, false, no, off) turns every computation into an error
-(:class:`ComputeForbidden`): the test that builds the book from committed records uses it, and so can a
-reader who wants to be sure.
-"""
+"""The store: records committed under ``data/runs/<kind>/<hash>.json``, artifacts in the git-ignored cache,
+:meth:`RunStore.get_or_compute` reading a record or computing it under its lock (see :mod:`miue.runs`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import platform
-import secrets
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -44,12 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import Checkpoint
-from .data import DATA_ROOT
+from ..checkpoint import Checkpoint
+from ..data import DATA_ROOT
+from . import lock as _lock
+from .lock import LEASE_SECONDS, Lock
+from .records import _checksum, _non_finite, _scalar, canonical, config_hash, file_sha256, provenance
 
 SCHEMA = 1  # bump when the record layout changes; older records are then reported, not trusted
-LEASE_SECONDS = 60.0  # a lock whose heartbeat (or, unreadable, whose file) is older than this is stale
-HEARTBEAT_SECONDS = 5.0
 
 
 class RecordVersionError(RuntimeError):
@@ -60,296 +33,9 @@ class ComputeForbidden(RuntimeError):
     """A run had to be computed while ``MIUE_NO_COMPUTE`` is set."""
 
 
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def config_hash(kind: str, config: dict) -> str:
-    """The address of a run: SHA-256 of its kind and canonical config (16 hex digits)."""
-    return hashlib.sha256(canonical({"kind": kind, "config": config}).encode()).hexdigest()[:16]
-
-
-def _checksum(record: dict) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "checksum"}).encode()).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _non_finite(obj, where="metrics") -> str | None:
-    """The path of the first NaN/inf number in ``obj``, or None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return where
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            bad = _non_finite(v, f"{where}.{k}")
-            if bad:
-                return bad
-    if isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            bad = _non_finite(v, f"{where}[{i}]")
-            if bad:
-                return bad
-    return None
-
-
-def _scalar(obj):
-    """json.dumps ``default``: numpy and 0-d torch scalars as Python numbers."""
-    shape = getattr(obj, "shape", None)
-    if callable(getattr(obj, "item", None)) and shape is not None and tuple(shape) == ():
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _git_state() -> tuple[str | None, bool | None]:
-    """(HEAD of this checkout, whether ``miue/`` differs from it), or Nones outside a git checkout."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "miue"], cwd=root, capture_output=True,
-                                    text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit, dirty if commit else None
-
-
-# the code a process runs is the code it imported: a run that outlasts a commit (hours in the background while
-# work goes on) records the commit it started from, not the one checked out when its record is written
-_GIT_AT_IMPORT = _git_state()
-
-
-def provenance(device: str | None = None) -> dict:
-    """Where and with what a run was computed: git commit (as this process imported the package), package
-    versions, device, threads, host."""
-    commit, dirty = _GIT_AT_IMPORT
-    if os.environ.get("MIUE_GIT_COMMIT"):  # the caller knows better: a copy of a working tree (a lent GPU
-        commit, dirty = os.environ["MIUE_GIT_COMMIT"], None  # machine) whose .git, if any, is not its commit
-    import numpy
-    import torch
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
-    for mod in ("torchvision", "timm", "safetensors", "sklearn"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            pass
-    from . import __version__
-    versions["miue"] = __version__
-    dev = str(device or "cpu")
-    if dev.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-    out = {"git_commit": commit, "git_dirty": dirty, "versions": versions, "device": dev, "device_name": name,
-           "torch_threads": torch.get_num_threads(), "hostname": socket.gethostname(), "platform": sys.platform}
-    from .data import loaded_datasets
-    if loaded_datasets():  # a copy of a dataset checked by digest (CIFAR-10's JPEG copy): which one, decoded how
-        out["datasets"] = loaded_datasets()
-    return out
-
-
-def compute_seconds(record: dict) -> float:
-    """A record's own compute time on its machine: on a CPU where recorded, the CPU time of its compute divided
-    by its threads (what the run takes with the CPU to itself); otherwise its wall time, which also counts the
-    time spent waiting for a shared or paused CPU. Time spent inside the run computing its inputs (other runs,
-    or a recorded input's artifacts regenerated for a lost cache) is left out where the record says it
-    (``inputs_cpu_time_s``, ``inputs_wall_time_s``): those inputs count once, in their own records."""
-    pv = record["provenance"]
-    if pv.get("cpu_time_s") and pv.get("torch_threads") and str(pv.get("device", "cpu")).startswith("cpu"):
-        return max(pv["cpu_time_s"] - (pv.get("inputs_cpu_time_s") or 0.0), 0.0) / pv["torch_threads"]
-    return max(pv["wall_time_s"] - (pv.get("inputs_wall_time_s") or 0.0), 0.0)
-
-
 # the run whose compute function is executing in this thread (inputs computed inside it charge their time to it)
 _ACTIVE_RUN: ContextVar["RunContext | None"] = ContextVar("miue_active_run", default=None)
 
-
-# ---------------------------------------------------------------------------------------------- locks
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time in clock ticks since boot) of ``pid`` (Linux), or None where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[0], fields[19]
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of ``pid`` in clock ticks since boot (Linux), or None where it cannot be read."""
-    stat = _proc_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def _valid_pid(pid) -> bool:
-    # 0 and negative numbers address process groups (os.kill(0, 0) and os.kill(-1, 0) succeed): never a holder
-    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2 ** 31
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (a zombie, killed but not yet reaped by its parent, is not)."""
-    if not _valid_pid(pid):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    except (OverflowError, OSError):
-        return False
-    stat = _proc_stat(pid)
-    return stat is None or stat[0] not in ("Z", "X", "x")
-
-
-@dataclass
-class Lock:
-    """An exclusive claim on one run, shared by every host that sees the store's file system."""
-
-    path: Path
-    lease: float = LEASE_SECONDS
-    token: str = field(default_factory=lambda: secrets.token_hex(8))
-    _stop: threading.Event | None = None
-
-    def identity(self) -> dict:
-        pid = os.getpid()
-        return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid), "token": self.token,
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-    @staticmethod
-    def read(path: Path) -> dict | None:
-        """The holder's identity, or None when the lock is empty or unreadable."""
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(info, dict) or not {"host", "pid", "token"} <= set(info):
-            return None
-        return info
-
-    def holder_alive(self, info: dict | None, path: Path | None = None) -> bool:
-        """Whether the lock at ``path`` (default ``self.path``; holder ``info``) belongs to a live process."""
-        path = self.path if path is None else path
-        try:
-            age = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
-            return False
-        if info is None:  # empty or foreign content: a holder that died between create and write
-            return age < self.lease
-        if info["host"] == socket.gethostname():
-            pid = info["pid"]
-            if not _valid_pid(pid) or not _alive(pid):
-                return False
-            start, claimed = _process_start(pid), info.get("start")
-            if start is not None and claimed is not None:
-                return str(claimed) == start  # a different start time: the PID was reused by another process
-            return age < self.lease  # no start time to compare: trust the heartbeat for one lease
-        return age < self.lease  # another host: trust its heartbeat for one lease
-
-    def _create(self, path: Path | None = None) -> bool:
-        """Create the lock (or ``path``) with its content in one step (link of a complete temp file): True if ours."""
-        path = self.path if path is None else path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{self.token}")
-        tmp.write_text(json.dumps(self.identity()))
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _claim_guard(self, guard: Path) -> bool:
-        """Create the exclusive takeover file; a guard left by a taker that died is moved aside (retry later)."""
-        if self._create(guard):
-            return True
-        ginfo = self.read(guard)
-        if self.holder_alive(ginfo, guard):
-            return False
-        aside = guard.with_name(f".{guard.name}.{self.token}.stale")
-        try:
-            os.rename(guard, aside)
-        except FileNotFoundError:
-            return False
-        moved = self.read(aside)
-        if (moved or {}).get("token") != (ginfo or {}).get("token"):  # a fresh guard got in between: restore it
-            try:
-                os.link(aside, guard)
-            except FileExistsError:
-                pass
-        aside.unlink(missing_ok=True)
-        return False
-
-    def acquire(self) -> bool:
-        """Take the lock if free or stale; False while a live process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._create():
-            self._start_heartbeat()
-            return True
-        info = self.read(self.path)
-        if self.holder_alive(info):
-            return False
-        # stale: take it over through an exclusive takeover file, so that exactly one process does
-        guard = self.path.with_name(self.path.name + ".takeover")
-        if not self._claim_guard(guard):
-            return False
-        try:
-            again = self.read(self.path)
-            same = (again is None and info is None) or (again is not None and info is not None
-                                                        and again.get("token") == info.get("token"))
-            if same and not self.holder_alive(again):
-                self.path.unlink(missing_ok=True)
-            if self._create():
-                self._start_heartbeat()
-                return True
-            return False
-        finally:
-            g = self.read(guard)
-            if g is not None and g.get("token") == self.token:
-                guard.unlink(missing_ok=True)
-
-    def _start_heartbeat(self) -> None:
-        self._stop = threading.Event()
-
-        def beat(stop=self._stop):
-            while not stop.wait(min(HEARTBEAT_SECONDS, self.lease / 4)):
-                try:
-                    info = self.read(self.path)
-                    if info is None or info.get("token") != self.token:
-                        return
-                    os.utime(self.path)
-                except OSError:
-                    return
-
-        threading.Thread(target=beat, daemon=True, name=f"lock-heartbeat {self.path.parent.name}").start()
-
-    def release(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-        info = self.read(self.path)
-        if info is not None and info.get("token") == self.token:
-            self.path.unlink(missing_ok=True)
-
-    def describe_holder(self) -> str:
-        info = self.read(self.path)
-        if info is None:
-            return "an unreadable lock (taken over once it is older than the lease)"
-        return f"process {info['pid']} on {info['host']} since {info.get('since', '?')}"
-
-
-# ---------------------------------------------------------------------------------------------- runs
 
 def no_compute() -> bool:
     """Whether ``MIUE_NO_COMPUTE`` forbids computing (set to anything but '', '0', 'false', 'no', 'off')."""
@@ -408,7 +94,7 @@ class RunContext:
 
     def save_artifact(self, name: str, tensors: dict, meta: dict | None = None) -> str:
         """Write a safetensors artifact and record its SHA-256 in the cache manifest; returns the hash."""
-        from .checkpoint import save_tensors
+        from ..checkpoint import save_tensors
         path = self.artifacts / name
         tmp = self.artifacts / f".{name}.{os.getpid()}.{threading.get_ident()}.part"
         save_tensors(tmp, tensors, meta)
@@ -455,9 +141,9 @@ class RunStore:
         return p
 
     def lookup(self, spec) -> dict | None:
-        """The record of ``spec`` (a run spec: its ``kind``, or ``run_kind`` for a stored one, and its
-        ``config()``), or None when it has not been run: reads, never computes."""
-        return self.get(getattr(spec, "run_kind", None) or spec.kind, spec.config())
+        """The record of ``spec`` (any :class:`miue.specs.Spec`: its ``kind`` and ``config()``), or None when it
+        has not been run: reads, never computes."""
+        return self.get(spec.kind, spec.config())
 
     def get(self, kind: str, config: dict) -> dict | None:
         """The stored record of this run, or None when absent or not trustworthy (corrupt)."""
@@ -663,7 +349,7 @@ class RunStore:
             stop = threading.Event()
 
             def track():  # wall time survives a SIGKILL to within one beat
-                while not stop.wait(HEARTBEAT_SECONDS):
+                while not stop.wait(_lock.HEARTBEAT_SECONDS):
                     try:
                         _write_json_atomic(elapsed_path, ctx._times())
                     except OSError:
