@@ -29,16 +29,22 @@ def begin(ns: dict) -> None:
     ns["__miue_before__"] = set(ns)
 
 
-def declare(ns: dict) -> None:
-    """Last line of the ``parameters`` cell: remember the declared parameters and their defaults."""
+def declare(ns: dict, **optional) -> None:
+    """Last line of the ``parameters`` cell: remember the declared parameters and their defaults. A parameter
+    whose default is None names its other type here (``book.declare(globals(), dataset=str, methods=list)``);
+    every other parameter takes its default's type."""
     before = ns.get("__miue_before__", set())
     ns["__miue_declared__"] = {k: ns[k] for k in set(ns) - before
                                if not k.startswith("_") and k not in _IPYTHON and not callable(ns[k])}
+    unknown = set(optional) - set(ns["__miue_declared__"])
+    if unknown:
+        raise RuntimeError(f"declare: {', '.join(sorted(unknown))} is no parameter of this chapter")
+    ns["__miue_optional__"] = optional
 
 
-def _type_ok(default, value) -> bool:
+def _type_ok(default, value, optional: type | None = None) -> bool:
     if default is None:
-        return True
+        return value is None or optional is None or _type_ok(optional(), value)
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
@@ -61,16 +67,38 @@ def check_parameters(ns: dict) -> dict:
     if declared is None:
         raise RuntimeError("call miue.book.begin(globals()) first and miue.book.declare(globals()) at the end "
                            "of the parameters cell")
-    known = ns["__miue_before__"] | set(declared) | {"__miue_declared__"}
+    known = ns["__miue_before__"] | set(declared) | {"__miue_declared__", "__miue_optional__"}
     extra = sorted(k for k in set(ns) - known if not k.startswith("_") and k not in _IPYTHON)
     if extra:
         raise ParameterError(f"this chapter has no parameter(s) {', '.join(extra)}; its parameters are "
                              f"{', '.join(sorted(declared))}")
+    optional = ns.get("__miue_optional__", {})
     for name, default in declared.items():
-        if not _type_ok(default, ns[name]):
-            kind = "a number" if isinstance(default, float) else f"a {type(default).__name__}"
+        if not _type_ok(default, ns[name], optional.get(name)):
+            t = optional.get(name) if default is None else type(default)
+            kind = "a number" if t is float else f"a {t.__name__}" + (" or None" if default is None else "")
             raise ParameterError(f"parameter {name} must be {kind}, got {ns[name]!r}")
     return {k: ns[k] for k in declared}
+
+
+def check_methods(methods, need_clean: bool = True, name: str = "methods") -> list:
+    """The ``methods`` parameter (or another list of methods, ``name``), checked: a list of registered method
+    names, with ``clean`` (every gap is measured against it) unless ``need_clean`` is False."""
+    from .experiments import CLEAN, check_method
+    if not isinstance(methods, (list, tuple)) or (need_clean and CLEAN not in methods):
+        need = " that includes 'clean'" if need_clean else ""
+        raise ParameterError(f"parameter {name} must be a list{need}, got {methods!r}")
+    for m in methods:
+        check_method(m)
+    return list(methods)
+
+
+def check_archs(archs) -> list:
+    """The ``archs`` parameter, checked: a non-empty list of :data:`miue.models.MODELS` names."""
+    from .models import MODELS
+    if not isinstance(archs, (list, tuple)) or not archs or not all(a in MODELS for a in archs):
+        raise ParameterError(f"parameter archs must be a non-empty list of {', '.join(MODELS)}, got {archs!r}")
+    return list(archs)
 
 
 def profile_for(name: str, dataset: str | None = None, overrides: dict | None = None) -> Profile:
@@ -181,6 +209,23 @@ def provenance(runs, title: str = "Provenance") -> "object":
     summary = f"{title}: {len(df)} runs, {total:.1f} min of compute in all (click to show)"
     table = df.to_html(index=False, border=0, classes="provenance") if len(df) else "<p>no runs</p>"
     return HTML(f"<details><summary>{html.escape(summary)}</summary>\n{table}\n</details>")
+
+
+def code_commit(*paths: str) -> tuple[str, bool]:
+    """(the last commit that changed ``paths``, whether they differ from it now): the code behind a page that
+    reads no run record (``"unknown"`` outside a git checkout)."""
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("log", "-1", "--format=%H", "--", *paths) or "unknown"
+    return commit, bool(git("status", "--porcelain", "--", *paths))
 
 
 def collapsed(df: pd.DataFrame, title: str = "Provenance"):

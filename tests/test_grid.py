@@ -14,8 +14,10 @@ import pytest
 from miue import experiments as ex
 from miue import grid
 from miue.chapters import chapter_specs
+from miue.grid import cli as grid_cli
+from miue.grid import costs, dispatcher, executors
 from miue.profiles import profile
-from miue.runs import RunStore
+from miue.runs import RunStore, compute_seconds
 
 
 def test_waves_put_each_run_after_what_it_depends_on(tmp_path):
@@ -42,7 +44,7 @@ def test_one_process_works_in_the_order_listed_each_run_after_the_inputs_it_read
     def fake(spec, *a, **k):
         started.append(spec.address)
         return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
-    monkeypatch.setattr(grid, "run_job", fake)
+    monkeypatch.setattr(dispatcher, "run_job", fake)
     grid.dispatch(specs, store=store, log=lambda *_: None)
     assert started == order
     from miue.chapters import _with_deps  # a chapter's list holds the inputs too
@@ -61,7 +63,7 @@ def test_a_failed_run_skips_its_dependents_and_the_grid_goes_on(tmp_path, monkey
             raise RuntimeError("node lost")
         return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
 
-    monkeypatch.setattr(grid, "run_job", flaky)
+    monkeypatch.setattr(dispatcher, "run_job", flaky)
     out = {o.address: o for o in grid.dispatch(chapter_specs("grid_check", p), store=store, log=lambda *_: None)}
     assert out[poison.address].state == "FAILED" and "node lost" in out[poison.address].detail
     for s in (0, 1):
@@ -80,7 +82,7 @@ def test_runs_that_would_end_after_the_deadline_are_deferred_with_their_dependen
         started.append(spec.address)
         return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
 
-    monkeypatch.setattr(grid, "run_job", fake)
+    monkeypatch.setattr(dispatcher, "run_job", fake)
 
     def estimate(spec):  # an hour for the poison, no estimate (counts as 0) for the others
         return 3600.0 if spec.address == poison.address else None
@@ -110,7 +112,7 @@ def test_a_queue_of_chapters_runs_one_after_another_each_at_its_profile(tmp_path
             raise RuntimeError("node lost")
         return {"address": spec.address, "computed": [spec.address], "seconds": 0.0}
 
-    monkeypatch.setattr(grid, "run_job", fake_run_job)
+    monkeypatch.setattr(dispatcher, "run_job", fake_run_job)
     args = ["grid_check", "grid_check@cpu", "--profile", "smoke", "--runs", str(tmp_path / "runs"),
             "--cache", str(tmp_path / "cache"), "--json", str(tmp_path / "out.json"), "--no-progress"]
     assert grid.main(args) == 1  # one run failed
@@ -124,14 +126,14 @@ def test_a_queue_of_chapters_runs_one_after_another_each_at_its_profile(tmp_path
     assert grid.main(["grid_check", "--profile", "smoke", "--dry-run", "--json", str(tmp_path / "out.json"),
                       "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]) == 0
     assert not (tmp_path / "out.json").exists()  # a dry run writes no outcomes
-    real_specs = grid.chapter_specs
+    real_specs = chapter_specs
 
     def broken(chapter, p):
         if p.name == "smoke":
             raise RuntimeError("submitit missing")
         return real_specs(chapter, p)
 
-    monkeypatch.setattr(grid, "chapter_specs", broken)
+    monkeypatch.setattr(grid_cli, "chapter_specs", broken)
     seen.clear()
     assert grid.main(args) == 1
     states = json.loads((tmp_path / "out.json").read_text())
@@ -205,15 +207,15 @@ def test_every_kind_the_defense_chapter_lists_has_a_unit_of_work_to_estimate_fro
     p = profile("cpu")
     kinds = {}
     for s in chapter_specs("12_augmentations_and_purifications", p) + chapter_specs("05_sal_under_defenses", p):
-        w = grid._work(s.config(), s.kind)
+        w = costs._work(s.config(), s.kind)
         assert w is not None and w[1] > 0, s.describe()
         kinds.setdefault(s.kind, set()).add(w[0].split("/")[0])
     assert set(kinds) == {"victim", "poison", "purifier", "denoiser", "mi", "sal"}
     mi = ex.mi_spec(p, "em", 0)
-    assert grid._work(ex.mi_spec(p.override(mi_slices=2 * p.mi_slices), "em", 0).config(), "mi")[1] == \
-        2 * grid._work(mi.config(), "mi")[1]
+    assert costs._work(ex.mi_spec(p.override(mi_slices=2 * p.mi_slices), "em", 0).config(), "mi")[1] == \
+        2 * costs._work(mi.config(), "mi")[1]
     at = sal.sal_spec(p, "em", 0, defense="mixup")
-    assert grid._work(at.config(), "sal") == ("sal/resnet18", grid._work(at.victim.config(), "victim")[1])
+    assert costs._work(at.config(), "sal") == ("sal/resnet18", costs._work(at.victim.config(), "victim")[1])
 
 
 def test_local_jobs_see_a_gpu_only_when_they_ask_for_one_and_take_turns_over_the_gpus(tmp_path):
@@ -226,13 +228,13 @@ def test_local_jobs_see_a_gpu_only_when_they_ask_for_one_and_take_turns_over_the
     assert grid.job_gpus("slurm", "auto", requested=2) == 2
     with pytest.raises(ValueError, match="--gpus"):
         grid.job_gpus("local", "auto", requested=-1)
-    assert [grid._gpu_turn(k, 1, count=2) for k in range(3)] == [(0,), (1,), (0,)]
-    assert grid._gpu_turn(1, 2, count=4) == (2, 3)
+    assert [executors._gpu_turn(k, 1, count=2) for k in range(3)] == [(0,), (1,), (0,)]
+    assert executors._gpu_turn(1, 2, count=4) == (2, 3)
     seen = {}
     for gpus in (0, 1):
-        executor = grid._executor("local", tmp_path / f"jobs{gpus}", 1, 1, 5, None, None, gpus=gpus)
+        executor = executors._executor("local", tmp_path / f"jobs{gpus}", 1, 1, 5, None, None, gpus=gpus)
         if gpus:
-            executor.update_parameters(visible_gpus=grid._gpu_turn(0, gpus, count=1))
+            executor.update_parameters(visible_gpus=executors._gpu_turn(0, gpus, count=1))
         seen[gpus] = executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result()
     assert seen == {0: "", 1: "0"}
 
@@ -280,7 +282,7 @@ def test_a_gpu_record_regenerated_here_is_costed_by_that_measurement_and_stays_a
     assert path.read_bytes() == committed and store.get(spec.kind, spec.config()) == rec
     sec, how = grid.estimate_seconds(spec, store)
     assert how.startswith("recorded on cuda") and "regenerated on the CPU" in how
-    assert sec == pytest.approx(grid.compute_seconds({"provenance": regs[0]})) and sec > 0
+    assert sec == pytest.approx(compute_seconds({"provenance": regs[0]})) and sec > 0
     # and it is a rate for the runs of its class that have no record yet
     other = ex.poison_spec(p, "random", seed=5)
     assert grid.estimate_seconds(other, RunStore(store.root, store.cache))[0] == pytest.approx(sec)
@@ -334,7 +336,7 @@ def test_the_studies_of_chapter_8_are_costed_at_their_own_profiles(tmp_path):
     assert wide > hours  # a victim's and a poison's unit of work scale with width squared; the rate they are
     for a, b in zip(chapter_specs("paper_sample_size", profile("full")), chapter_specs("paper_sample_size", bigger)):
         if a.kind in ("victim", "poison") and a.method != "random":  # taken at is each size's own
-            assert grid._work(b.config(), b.kind)[1] == pytest.approx(4 * grid._work(a.config(), a.kind)[1])
+            assert costs._work(b.config(), b.kind)[1] == pytest.approx(4 * costs._work(a.config(), a.kind)[1])
     one = grid.study_estimates(profile("cpu"), RunStore(tmp_path / "runs", tmp_path / "cache"),
                                page="08_at_the_paper_sample_size")
     assert list(one.index) == [i for i in studies if i[0] == "08_at_the_paper_sample_size"]
@@ -347,11 +349,11 @@ def test_an_estimate_scales_from_the_records_of_a_similar_size(tmp_path, monkeyp
     # size decide where there are enough of them
     p = profile("smoke")
     store = RunStore(tmp_path / "runs", tmp_path / "cache")
-    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+    monkeypatch.setattr(costs, "compute_seconds", lambda r: r["metrics"]["seconds"])
 
     def record(n, seed, per_unit):
         spec = ex.victim_spec(p.override(n_train=n), "clean", seed)
-        units = grid._work(spec.config(), "victim")[1]
+        units = costs._work(spec.config(), "victim")[1]
         store.get_or_compute(spec.kind, spec.config(), lambda ctx: {"metrics": {"seconds": per_unit * units}},
                              device="cpu")
         return units
@@ -362,10 +364,10 @@ def test_an_estimate_scales_from_the_records_of_a_similar_size(tmp_path, monkeyp
     sec, how = grid.estimate_seconds(target, store)
     assert sec == pytest.approx(2.0 * big[0]) and "of the same size" in how
     small = ex.victim_spec(p.override(n_train=500), "clean", 9)
-    assert grid.estimate_seconds(small, store)[0] == pytest.approx(1.0 * grid._work(small.config(), "victim")[1])
+    assert grid.estimate_seconds(small, store)[0] == pytest.approx(1.0 * costs._work(small.config(), "victim")[1])
     middle = ex.victim_spec(p.override(n_train=2000), "clean", 9)  # no record of its size: all of them
     sec, how = grid.estimate_seconds(middle, store)
-    assert "of the same size" not in how and sec == pytest.approx(1.5 * grid._work(middle.config(), "victim")[1])
+    assert "of the same size" not in how and sec == pytest.approx(1.5 * costs._work(middle.config(), "victim")[1])
 
 
 def test_an_estimate_at_a_width_without_records_of_its_size_takes_that_width_s_records(tmp_path, monkeypatch):
@@ -373,11 +375,11 @@ def test_an_estimate_at_a_width_without_records_of_its_size_takes_that_width_s_r
     # 1/8, where time is overhead more than width² FLOPs) and took 5: the records of its width decide next
     p = profile("smoke")
     store = RunStore(tmp_path / "runs", tmp_path / "cache")
-    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+    monkeypatch.setattr(costs, "compute_seconds", lambda r: r["metrics"]["seconds"])
 
     def record(n, width, seed, per_unit):
         spec = ex.victim_spec(p.override(n_train=n, width=width), "clean", seed)
-        units = grid._work(spec.config(), "victim")[1]
+        units = costs._work(spec.config(), "victim")[1]
         store.get_or_compute(spec.kind, spec.config(), lambda ctx: {"metrics": {"seconds": per_unit * units}},
                              device="cpu")
     narrow, wide = p.width, 2 * p.width
@@ -388,10 +390,10 @@ def test_an_estimate_at_a_width_without_records_of_its_size_takes_that_width_s_r
         record(8000, wide, s, 0.25)
     target = ex.victim_spec(p.override(n_train=2000, width=wide), "clean", 9)
     sec, how = grid.estimate_seconds(target, store)
-    assert sec == pytest.approx(0.25 * grid._work(target.config(), "victim")[1]) and "same width" in how
+    assert sec == pytest.approx(0.25 * costs._work(target.config(), "victim")[1]) and "same width" in how
     other = ex.victim_spec(p.override(n_train=2000, width=4 * p.width), "clean", 9)  # no record of its width
     sec, how = grid.estimate_seconds(other, store)
-    assert "same" not in how and sec == pytest.approx(1.0 * grid._work(other.config(), "victim")[1])
+    assert "same" not in how and sec == pytest.approx(1.0 * costs._work(other.config(), "victim")[1])
 
 
 def test_a_poison_is_estimated_by_its_own_method_s_work_and_a_cut_one_apart(tmp_path, monkeypatch):
@@ -399,20 +401,20 @@ def test_a_poison_is_estimated_by_its_own_method_s_work_and_a_cut_one_apart(tmp_
     # record by images put REM at 60,000 images at 15x; and a one-class poison cut from a whole-set poison in
     # about a second halved the median rate the whole-set estimate was taken from (49 min estimated, 15 by work)
     cpu, full = profile("cpu"), profile("full")
-    small, big = (grid._work(ex.poison_spec(q, "rem").config(), "poison")[1] for q in (cpu, full))
+    small, big = (costs._work(ex.poison_spec(q, "rem").config(), "poison")[1] for q in (cpu, full))
     a = ex.attack_config(cpu, "rem")
     du = a["pgd_steps"] * a["eot"] * (1 + a["adv_steps"])
     assert big - small == pytest.approx((60000 - 4000) * du * a["width"] ** 2 * 28 * 28)
     assert 1.5 < big / small < 4
-    sem = grid._work(ex.poison_spec(cpu, "sem").config(), "poison")[1]
+    sem = costs._work(ex.poison_spec(cpu, "sem").config(), "poison")[1]
     assert sem < small  # SEM's δu draws δa at random instead of by PGD
-    ap, ap2 = (grid._work(ex.poison_spec(cpu, "ap", restarts=r).config(), "poison")[1] for r in (1, 2))
+    ap, ap2 = (costs._work(ex.poison_spec(cpu, "ap", restarts=r).config(), "poison")[1] for r in (1, 2))
     assert ap2 - ap == pytest.approx(4000 * ex.attack_config(cpu, "ap")["iterations"] * a["width"] ** 2 * 28 * 28)
     cut = ex.poison_spec(cpu, "rem", classes=[0])
-    assert grid._work(cut.config(), "poison")[0] == "poison/cut"
+    assert costs._work(cut.config(), "poison")[0] == "poison/cut"
 
     store = RunStore(tmp_path / "runs", tmp_path / "cache")
-    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+    monkeypatch.setattr(costs, "compute_seconds", lambda r: r["metrics"]["seconds"])
     whole = ex.poison_spec(cpu, "rem")
     for spec, seconds in ((whole, 400.0), (cut, 1.0)):
         store.get_or_compute(spec.kind, spec.config(), lambda ctx, s=seconds: {"metrics": {"seconds": s}},
@@ -424,10 +426,10 @@ def test_a_poison_is_estimated_by_its_own_method_s_work_and_a_cut_one_apart(tmp_
 def test_estimate_errors_sets_each_record_against_its_leave_one_out_estimate(tmp_path, monkeypatch):
     p = profile("smoke")
     store = RunStore(tmp_path / "runs", tmp_path / "cache")
-    monkeypatch.setattr(grid, "compute_seconds", lambda r: r["metrics"]["seconds"])
+    monkeypatch.setattr(costs, "compute_seconds", lambda r: r["metrics"]["seconds"])
     for seed, per_unit in enumerate([1.0, 1.0, 1.0, 1.0, 4.0]):  # the last recorded 4x slower than the rest
         spec = ex.victim_spec(p, "clean", seed)
-        units = grid._work(spec.config(), "victim")[1]
+        units = costs._work(spec.config(), "victim")[1]
         store.get_or_compute(spec.kind, spec.config(), lambda ctx, s=per_unit * units: {"metrics": {"seconds": s}},
                              device="cpu")
     row = grid.estimate_errors(store).loc["victim/resnet18"]

@@ -57,3 +57,34 @@ def test_the_cifar_profile_is_the_copy_at_its_calibrated_setting_and_its_table2_
     # REM's and SEM's budgets are passes over the set: 8 of them over 20,000 images in batches of 128
     rem = ex.attack_config(p, "rem")
     assert rem["steps"] * rem["batch_size"] / p.n_train == pytest.approx(8, rel=0.01) and rem["precision"] == "bf16"
+
+
+def test_a_chapters_parameters_are_checked_by_their_defaults_and_declared_types():
+    """book.declare/check_parameters: a parameter takes its default's type; one whose default is None takes
+    the type declared for it, or None; methods and archs are checked by name, with one message each."""
+    from miue import book
+    ns = {"existing": 1}
+    book.begin(ns)
+    ns.update(profile="cpu", dataset=None, methods=None, seeds=None, progress=True)
+    book.declare(ns, dataset=str, methods=list)
+    assert book.check_parameters(ns)["dataset"] is None
+    for name, value, message in [("dataset", 3, "parameter dataset must be a str or None, got 3"),
+                                 ("methods", "em", "parameter methods must be a list or None"),
+                                 ("progress", 1, "parameter progress must be a bool"),
+                                 ("profile", None, "parameter profile must be a str")]:
+        bad = {**ns, name: value}
+        with pytest.raises(book.ParameterError, match=message):
+            book.check_parameters(bad)
+    assert book.check_parameters({**ns, "seeds": [1], "methods": ["clean"]})["seeds"] == [1]  # undeclared None: any
+    with pytest.raises(RuntimeError, match="nope is no parameter"):
+        book.declare(dict(ns), nope=str)
+    assert book.check_methods(["clean", "em"]) == ["clean", "em"]
+    with pytest.raises(book.ParameterError, match="parameter jpeg_methods must be a list that includes 'clean'"):
+        book.check_methods(["em"], name="jpeg_methods")
+    assert book.check_methods(["em"], need_clean=False) == ["em"]
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        book.check_methods(["clean", "nope"])
+    assert book.check_archs(("lenet5",)) == ["lenet5"]
+    for archs in ([], "lenet5", ["resnet9000"]):
+        with pytest.raises(book.ParameterError, match="parameter archs must be a non-empty list"):
+            book.check_archs(archs)

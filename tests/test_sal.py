@@ -81,8 +81,10 @@ def test_graph_split_and_bn_folding_match_full_forward_passes(digits, monkeypatc
     images, labels = _data(digits, 48)
     layers = ["features.0", "features.5.conv2", "features.7.downsample.0", "head"]
     fast = sal.model_sal(model, images, labels, steps=3, progress=False, layers=layers, details=True)
-    monkeypatch.setattr(sal, "_trace", lambda m: None)  # every pass through the whole eager model
+    traced = []
+    monkeypatch.setattr(sal.measure, "_trace", traced.append)  # returns None: every pass through the whole eager model
     slow = sal.model_sal(model, images, labels, steps=3, progress=False, layers=layers, details=True)
+    assert traced == [model]  # the patch took effect: model_sal looks _trace up in sal.measure
     for name in layers:
         assert fast[name]["loss"] == pytest.approx(slow[name]["loss"], rel=1e-5)
         assert fast[name]["sal"] == pytest.approx(slow[name]["sal"], rel=1e-3, abs=1e-5)

@@ -138,3 +138,21 @@ def test_bad_input_is_rejected_with_one_clear_message():
         th.theorem_5_1(one_d_model(), eps=1.5)
     with pytest.raises(ValueError, match="closed-form only for Gaussian classes"):
         th.conditional_mi(th.make_model(d=2, n_classes=2, split=1.0))
+
+
+def test_the_exact_sliced_mi_on_given_slices_averages_to_the_sliced_mi_over_all_directions():
+    """sliced_mi_on_directions (per class and slice) is the integrand of sliced_gaussian_mi: averaged over many
+    random slices and the classes' priors it meets that Monte Carlo value, and one slice along a 1-d model is
+    the whole closed-form MI."""
+    m = th.make_model(d=3, n_classes=3, shift=2.0, sigma_scale=1.0, noise=0.2, spread=(1.0, 2.0), seed=4)
+    g = np.random.default_rng(0)
+    a, b = g.standard_normal((4000, 3)), g.standard_normal((4000, 3))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    per = th.sliced_mi_on_directions(m, a, b)
+    assert per.shape == (3, 4000) and (per > 0).all()
+    value, se = th.sliced_gaussian_mi(m, n_directions=20000, seed=1)
+    assert float(np.asarray(m.priors) @ per.mean(axis=1)) == pytest.approx(value, abs=5 * se + 0.01)
+    one = th.from_poison_covariance(np.zeros((1, 1)), np.eye(1), 0.5 * np.eye(1), 0.1 * np.eye(1))
+    assert th.sliced_mi_on_directions(one, np.ones((1, 1)), np.ones((1, 1)))[0, 0] == \
+        pytest.approx(th.conditional_mi(one))

@@ -1,0 +1,8 @@
+"""``python -m miue.grid``: the same as ``miue grid``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
