@@ -202,7 +202,8 @@ def provenance(runs, title: str = "Provenance") -> "object":
         pv = rec["provenance"]
         rows.append({"run": f"{kind}/{rec['hash']}", "what": what,
                      "device": f"{pv['device']} ({pv['device_name']})", "threads": pv.get("torch_threads", ""),
-                     "commit": (pv.get("git_commit") or "")[:10], "seed": pv.get("seed", ""),
+                     "commit": (pv.get("git_commit") or "")[:10],
+                     "seed": "" if pv.get("seed") is None else pv["seed"],
                      "started": pv["started"], "wall (s)": round(pv["wall_time_s"], 1)})
     df = pd.DataFrame(rows)
     total = df["wall (s)"].sum() / 60 if len(df) else 0.0
