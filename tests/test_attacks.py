@@ -169,8 +169,8 @@ def test_the_mine_regulariser_changes_the_poison_and_lowers_the_mine_estimate(di
     dependent (measured: 0.098 against 0.146 nats)."""
     from dataclasses import dataclass
 
-    from miue.attacks.em import pgd_sweep
-    from miue.attacks.mi_regularizer import MIRegularizer, StatisticsNetwork, donsker_varadhan
+    from miue.attacks.shared.sweep import pgd_sweep
+    from miue.attacks.shared.mi_regularizer import MIRegularizer, StatisticsNetwork, donsker_varadhan
     from miue.train import as_float
 
     @dataclass

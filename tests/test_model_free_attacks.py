@@ -7,7 +7,7 @@ import torch
 from miue.attacks import create_attack
 from miue.attacks.ar import generate, normalized_coefficients, response
 from miue.attacks.lsp import budget
-from miue.attacks.ops import search
+from miue.attacks.one_pixel_shortcut import search
 from miue.data import ImageDataset
 from miue.poisons import delta_norms
 

@@ -1,6 +1,7 @@
 """Attacks behind one interface: ``ATTACKS[name](config or overrides).generate(data) -> Poison``."""
 
-from . import ap, ar, dc, em, entf, gue, lsp, miue, ntga, ops, random_noise, rem, tue  # noqa: F401  (importing registers them)
+# importing registers them, in this order: the order of ATTACKS, which is the book's order of methods
+from . import em, ap, ar, gue, dc, entf, lsp, miue, ntga, one_pixel_shortcut, random_noise, rem, tue  # noqa: F401,I001
 from .base import ATTACKS, Attack, AttackConfig, register
 
 

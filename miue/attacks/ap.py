@@ -14,8 +14,8 @@ import torch
 from ..checkpoint import Checkpoint
 from ..settings import setting
 from ..train import Recipe, evaluate, fit, prepare
-from .base import Attack, AttackConfig, AttackState, project, register, source_model
-from .em import pgd_sweep
+from .base import Attack, AttackConfig, project, register, source_model
+from .shared.sweep import pgd_sweep
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,11 @@ class AdversarialPoisoning(Attack):
                              checkpoint=src_ckpt, desc="AP source")
         model = prepare(model, device)
         x_all = data.images.to(device)
-        return AttackState(epochs=c.restarts, generators={"gen": torch.Generator().manual_seed(c.seed + 1)},
-                           tensors={"delta": torch.zeros(x_all.shape, device=device),
-                                    "best_loss": torch.full((len(data),), float("inf"), device=device)},
-                           extra={"model": model, "x": x_all, "y": data.labels.to(device),
-                                  "source_history": source_history})
+        return self.new_state(data, device, epochs=c.restarts,
+                              generators={"gen": torch.Generator().manual_seed(c.seed + 1)},
+                              tensors={"delta": torch.zeros(x_all.shape, device=device),
+                                       "best_loss": torch.full((len(data),), float("inf"), device=device)},
+                              extra={"model": model, "source_history": source_history})
 
     def epoch(self, state, data, r, device):
         c, gen = self.config, state.generators["gen"]
@@ -78,7 +78,7 @@ class AdversarialPoisoning(Attack):
         pgd_cfg = _PGD(c.eps, c.iterations, c.step_ratio * c.eps, c.batch_size)
         mi_reg = None
         if c.mi_weight:
-            from .mi_regularizer import MIRegularizer
+            from .shared.mi_regularizer import MIRegularizer
             mi_reg = MIRegularizer(state.extra["model"].feature_dim, c.mi_weight, device, seed=c.seed + r)
         delta, loss = pgd_sweep(state.extra["model"], x_all, y_all, init, (y_all + 1) % data.num_classes, pgd_cfg,
                                 device, gen, data.augmentation if c.augment else None, mi_reg=mi_reg)

@@ -102,6 +102,14 @@ class Attack:
         state, suits the model-free attacks (AR, LSP, OPS), which build δ in :meth:`finish`."""
         return AttackState(epochs=0)
 
+    @staticmethod
+    def new_state(data: ImageDataset, device: torch.device, epochs: int, **fields) -> AttackState:
+        """An :class:`AttackState` whose ``extra`` also holds the training set on the device, ``x`` (uint8 images)
+        and ``y`` (labels), as every method's epochs read them."""
+        state = AttackState(epochs=epochs, **fields)
+        state.extra = {"x": data.images.to(device), "y": data.labels.to(device), **state.extra}
+        return state
+
     def epoch(self, state: AttackState, data: ImageDataset, epoch: int, device: torch.device) -> dict:
         """Run outer iteration ``epoch`` (0-based); return its history entry (None: the epoch adds none, as
         REM's checkpointed final regeneration)."""

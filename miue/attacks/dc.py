@@ -20,8 +20,8 @@ from torch.func import functional_call
 
 from ..settings import setting
 from ..train import as_float, prepare
-from .base import Attack, AttackConfig, AttackState, register, source_model
-from .gue import Generator
+from .base import Attack, AttackConfig, register, source_model
+from .shared.generator import Generator
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,9 @@ class DeepConfuse(Attack):
         torch.manual_seed(c.seed)
         generator = Generator(data.shape[0], c.generator_width, c.eps).to(device)
         opt = torch.optim.Adam(generator.parameters(), lr=c.generator_lr)
-        return AttackState(epochs=c.epochs, model=generator, optimizer=opt,
-                           generators={"gen": torch.Generator().manual_seed(c.seed)},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device)},
-                           extra={"x": data.images.to(device), "y": data.labels.to(device)})
+        return self.new_state(data, device, epochs=c.epochs, model=generator, optimizer=opt,
+                              generators={"gen": torch.Generator().manual_seed(c.seed)},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device)})
 
     def epoch(self, state, data, epoch, device):
         c, gen, trainable = self.config, state.generators["gen"], state.model

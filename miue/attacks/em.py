@@ -6,7 +6,7 @@ Rounds alternate ``train_steps`` SGD batches on x + δ with a PGD sweep over the
 gradient *descent*, model in eval mode), until training accuracy on x + δ exceeds 1 − ``stop_error``
 (the official stop condition, 99%) or ``max_rounds`` is reached. δ starts at zero; no augmentation
 in generation, as in the official code (see methods.md). ``mi_weight`` > 0 adds MI-UE Table 8's MINE
-regulariser (:mod:`miue.attacks.mi_regularizer`).
+regulariser (:mod:`miue.attacks.shared.mi_regularizer`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ..models import frozen
-from ..pgd import pgd
 from ..settings import setting
-from ..train import Recipe, as_float, autocast, evaluate, prepare, sgd, train_steps
-from .base import Attack, AttackConfig, AttackState, register, source_model
+from ..train import Recipe, as_float, evaluate, prepare, sgd, train_steps
+from .base import Attack, AttackConfig, register, source_model
+from .shared.sweep import pgd_sweep
 
 
 @dataclass(frozen=True)
@@ -41,37 +39,6 @@ class EMConfig(AttackConfig):
                                doc="weight of the MINE estimate of I(g(x); g(x+δ)) added to the loss (Table 8)")
 
 
-def pgd_sweep(model, x_all, y_all, delta, targets, cfg, device, generator=None, aug_spec=None, mi_reg=None):
-    """PGD descent of CE(f(aug(x+δ)), target) for every batch of the set; returns (δ, per-sample final loss).
-
-    With ``mi_reg`` (a :class:`~miue.attacks.mi_regularizer.MIRegularizer`) the loss also carries its MINE
-    penalty on (g(x), g(x+δ)), its statistics network refitted on each batch first (Table 8)."""
-    final = torch.empty(len(x_all), device=device)
-    with frozen(model):  # eval mode, input gradients only
-        for s in range(0, len(x_all), cfg.batch_size):
-            sl = slice(s, s + cfg.batch_size)
-            x, t = as_float(x_all[sl], device), targets[sl]
-            clean_features = None
-            if mi_reg is not None:
-                with torch.no_grad(), autocast(device):
-                    clean_features = model.features(x).float()
-                    mi_reg.fit_batch(clean_features, model.features((x + delta[sl]).clamp(0, 1)).float())
-
-            def loss_fn(inp, t=t, clean_features=clean_features):
-                with autocast(device):
-                    if mi_reg is None:
-                        return F.cross_entropy(model(inp).float(), t)
-                    z = model.features(inp)
-                    return F.cross_entropy(model.head(z).float(), t) + mi_reg.penalty(clean_features, z.float())
-
-            d, _ = pgd(loss_fn, x, delta[sl].clone(), eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps,
-                       augmentation=aug_spec, generator=generator)
-            with torch.no_grad(), autocast(device):
-                final[sl] = F.cross_entropy(model(x + d).float(), t, reduction="none")
-            delta[sl] = d
-    return delta, final
-
-
 @register
 class ErrorMinimizing(Attack):
     name = "em"
@@ -85,10 +52,11 @@ class ErrorMinimizing(Attack):
                         weight_decay=c.weight_decay, schedule="constant", augment=False, grad_clip=c.grad_clip)
         gen = torch.Generator().manual_seed(c.seed)
         order = torch.randperm(len(data), generator=gen)
-        return AttackState(epochs=c.max_rounds, model=model, optimizer=sgd(model, recipe), generators={"gen": gen},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device), "order": order},
-                           meta={"cursor": 0},
-                           extra={"recipe": recipe, "x": data.images.to(device), "y": data.labels.to(device)})
+        return self.new_state(data, device, epochs=c.max_rounds,
+                              model=model, optimizer=sgd(model, recipe), generators={"gen": gen},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device), "order": order},
+                              meta={"cursor": 0},
+                              extra={"recipe": recipe})
 
     def done(self, state):
         return bool(state.history) and state.history[-1]["train_acc"] > 1 - self.config.stop_error
@@ -119,7 +87,7 @@ class ErrorMinimizing(Attack):
         if not self.config.mi_weight:
             return None
         if "mi_reg" not in state.extra:
-            from .mi_regularizer import MIRegularizer
+            from .shared.mi_regularizer import MIRegularizer
             state.extra["mi_reg"] = MIRegularizer(state.model.feature_dim, self.config.mi_weight, device,
                                                   seed=self.config.seed)
         return state.extra["mi_reg"]

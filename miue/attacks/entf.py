@@ -25,7 +25,7 @@ from ..models import frozen
 from ..pgd import pgd
 from ..settings import setting
 from ..train import Recipe, as_float, autocast, extract_features, fit, prepare
-from .base import Attack, AttackConfig, AttackState, project, register, source_model
+from .base import Attack, AttackConfig, project, register, source_model
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,9 @@ class EntangledFeatures(Attack):
         model = prepare(model, device).eval()
         feats = extract_features(model, data.images, device)
         centroids = torch.stack([feats[data.labels == k].mean(0) for k in range(data.num_classes)]).to(device)
-        return AttackState(epochs=1, generators={"gen": torch.Generator().manual_seed(c.seed + 1)},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device)},
-                           extra={"model": model, "centroids": centroids, "x": data.images.to(device),
-                                  "y": data.labels.to(device), "source_history": source_history})
+        return self.new_state(data, device, epochs=1, generators={"gen": torch.Generator().manual_seed(c.seed + 1)},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device)},
+                              extra={"model": model, "centroids": centroids, "source_history": source_history})
 
     def epoch(self, state, data, r, device):
         c, gen = self.config, state.generators["gen"]

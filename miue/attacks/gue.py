@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from ..settings import setting
 from ..train import as_float, prepare
-from .base import Attack, AttackConfig, AttackState, register, source_model
+from .base import Attack, AttackConfig, register, source_model
+from .shared.generator import Generator
 
 
 @dataclass(frozen=True)
@@ -49,31 +50,6 @@ def clean_surrogate(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (-logp).scatter(1, y[:, None], float("-inf")).max(1).values.mean()
 
 
-class Generator(torch.nn.Module):
-    """δ_a(x) = ε·tanh(UNet(x)) at the input's size (padded to a multiple of 8 inside)."""
-
-    def __init__(self, channels: int, width: int, eps: float):
-        super().__init__()
-        from diffusers import UNet2DModel
-        self.unet = UNet2DModel(sample_size=32, in_channels=channels, out_channels=channels,
-                                block_out_channels=(width, 2 * width, 2 * width), layers_per_block=1,
-                                down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
-                                norm_num_groups=min(8, width))
-        self.eps = eps
-
-    @torch.no_grad()
-    def perturb_set(self, images: torch.Tensor, device, batch_size: int = 500) -> torch.Tensor:
-        """δ for every image of a uint8 set (the generator in eval mode)."""
-        self.eval()
-        return torch.cat([self(as_float(images[idx], device)) for idx in torch.arange(len(images)).split(batch_size)])
-
-    def forward(self, x):
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
-        out = self.unet(F.pad(x * 2 - 1, (0, pw, 0, ph)), 0).sample[..., :h, :w]
-        return self.eps * torch.tanh(out)
-
-
 @register
 class GameTheoreticUE(Attack):
     name = "gue"
@@ -86,9 +62,9 @@ class GameTheoreticUE(Attack):
         generator = Generator(data.shape[0], c.generator_width, c.eps).to(device)
         classifier = prepare(source_model(c, data), device)
         both = torch.nn.ModuleDict({"generator": generator, "classifier": classifier})
-        return AttackState(epochs=c.epochs, model=both, generators={"gen": torch.Generator().manual_seed(c.seed)},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device)},
-                           extra={"x": data.images.to(device), "y": data.labels.to(device)})
+        return self.new_state(data, device, epochs=c.epochs,
+                              model=both, generators={"gen": torch.Generator().manual_seed(c.seed)},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device)})
 
     def epoch(self, state, data, epoch, device):
         c, gen = self.config, state.generators["gen"]

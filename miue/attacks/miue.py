@@ -26,7 +26,7 @@ from ..models import frozen, kaiming_normal_init, normalize_inputs
 from ..pgd import pgd
 from ..settings import setting
 from ..train import Recipe, as_float, autocast, prepare, sgd, train_steps
-from .base import Attack, AttackConfig, AttackState, register, source_model
+from .base import Attack, AttackConfig, register, source_model
 
 
 def mi_loss(z: torch.Tensor, y: torch.Tensor, tau: float = 0.1, zeta: float = 0.1,
@@ -124,10 +124,10 @@ class MIUE(Attack):
         model = prepare(self.network(data), device)
         recipe = Recipe(epochs=c.epochs, batch_size=c.train_batch_size or c.batch_size, lr=c.lr, momentum=c.momentum,
                         weight_decay=c.weight_decay, min_lr=c.min_lr, augment=c.augment)
-        return AttackState(epochs=c.epochs, model=model, optimizer=sgd(model, recipe),
-                           generators={"gen": torch.Generator().manual_seed(c.seed)},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device)},
-                           extra={"recipe": recipe, "x": data.images.to(device), "y": data.labels.to(device)})
+        return self.new_state(data, device, epochs=c.epochs, model=model, optimizer=sgd(model, recipe),
+                              generators={"gen": torch.Generator().manual_seed(c.seed)},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device)},
+                              extra={"recipe": recipe})
 
     def epoch(self, state, data, epoch, device):
         c, gen, recipe, model = self.config, state.generators["gen"], state.extra["recipe"], state.model

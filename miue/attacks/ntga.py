@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..settings import setting
 from ..train import as_float
-from .base import Attack, AttackConfig, AttackState, project, register
+from .base import Attack, AttackConfig, project, register
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,9 @@ class NeuralTangentGeneralization(Attack):
         g = torch.Generator().manual_seed(self.config.seed)
         order = torch.randperm(len(data), generator=g)
         blocks = list(order.split(self.config.block_size))
-        return AttackState(epochs=len(blocks), generators={"gen": g},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device), "order": order},
-                           extra={"x": data.images.to(device), "y": data.labels.to(device), "blocks": blocks})
+        return self.new_state(data, device, epochs=len(blocks), generators={"gen": g},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device), "order": order},
+                              extra={"blocks": blocks})
 
     def epoch(self, state, data, b, device):
         c, gen = self.config, state.generators["gen"]

@@ -35,7 +35,7 @@ from ..models import frozen
 from ..pgd import pgd, project
 from ..settings import setting
 from ..train import as_float, autocast, prepare
-from .base import Attack, AttackConfig, AttackState, register, source_model
+from .base import Attack, AttackConfig, register, source_model
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,11 @@ class RobustErrorMinimizing(Attack):
         per_epoch = math.ceil(len(data) / c.batch_size)
         training = math.ceil(c.steps / per_epoch)
         piece = min(per_epoch, c.steps)  # batches per regeneration epoch: no more than a training epoch's
-        return AttackState(epochs=training + math.ceil(per_epoch / piece), model=model, optimizer=optimizer,
-                           generators={"gen": torch.Generator().manual_seed(c.seed)},
-                           tensors={"delta": torch.zeros(data.images.shape, device=device)},
-                           extra={"x": data.images.to(device), "y": data.labels.to(device), "per_epoch": per_epoch,
-                                  "training": training, "piece": piece})
+        return self.new_state(data, device, epochs=training + math.ceil(per_epoch / piece),
+                              model=model, optimizer=optimizer,
+                              generators={"gen": torch.Generator().manual_seed(c.seed)},
+                              tensors={"delta": torch.zeros(data.images.shape, device=device)},
+                              extra={"per_epoch": per_epoch, "training": training, "piece": piece})
 
     def epoch(self, state, data, epoch, device):
         if epoch >= state.extra["training"]:

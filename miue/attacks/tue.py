@@ -24,7 +24,7 @@ from ..models import frozen
 from ..pgd import pgd
 from ..settings import setting
 from ..train import as_float, prepare
-from .base import Attack, AttackConfig, AttackState, register, source_model
+from .base import Attack, AttackConfig, register, source_model
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,9 @@ class TransferableUE(Attack):
 
     def start(self, data, device, checkpoint):
         c = self.config
-        state = AttackState(epochs=c.epochs, generators={"gen": torch.Generator().manual_seed(c.seed)},
-                            tensors={"delta": ((torch.rand(data.images.shape, generator=torch.Generator().manual_seed(c.seed))
-                                                * 2 - 1) * c.eps).to(device)},
-                            extra={"x": data.images.to(device), "y": data.labels.to(device)})
+        start = torch.rand(data.images.shape, generator=torch.Generator().manual_seed(c.seed))
+        state = self.new_state(data, device, epochs=c.epochs, generators={"gen": torch.Generator().manual_seed(c.seed)},
+                               tensors={"delta": ((start * 2 - 1) * c.eps).to(device)})
         if c.ssl_weight > 0:
             model = prepare(source_model(c, data), device)
             head = torch.nn.Sequential(torch.nn.Linear(model.feature_dim, model.feature_dim), torch.nn.ReLU(),
