@@ -440,7 +440,8 @@ def _sal_defenses(p: Profile) -> list:
 
 def _verdict_seeds(p: Profile) -> list:
     """The victims the claims read at one seed (``miue.claims``), at the profile's other seeds (issue 35: at
-    least 3 seeds wherever a margin lies within 3× the seed spread): adversarial training at 6/255 and 8/255,
+    least 3 seeds wherever a margin lies within 3× the seed spread): adversarial training at 6/255 and 8/255
+    (and REM, SEM and clean at every budget up to the first above 4/255),
     the defense grid, MI-UE's ablations and the regulariser, the SimCLR victims, the transfer victims, and
     SAL/UD's clean and AP runs. The claims read every seed recorded, so each verdict tightens as these land."""
     from . import sal
@@ -454,6 +455,9 @@ def _verdict_seeds(p: Profile) -> list:
     for s in p.seeds[1:]:
         out += [ex.victim_spec(p, m, s, defense=at_defense(b)) for m in at["methods"] if m != "clean"
                 for b in (6, 8) if b in at["budgets"]]
+        above = min([b for b in at["budgets"] if b > 4], default=None)  # at-robust: REM, SEM and clean at and
+        out += [ex.victim_spec(p, m, s, defense=at_defense(b)) for m in ("clean", "rem", "sem")  # below 4/255
+                if m in at["methods"] and above is not None for b in at["budgets"] if b <= above]
         out += [ex.victim_spec(p, m, s, defense=d) for m in dl["methods"] for d in dl["defenses"]
                 if d not in DIFFUSION_DEFENSES or m in dl["diffusion_methods"]]
         out += [ex.victim_spec(p, "miue", s, **settings) for settings in miue]

@@ -54,6 +54,9 @@ RULES = {
           "nothing: the SAL/UD measurement has no spread to borrow)",
     "at": "holds if MI-UE's victim is clearly the lowest of the adversarial-training chapter's UEs under both "
           "AT-6 and AT-8 (" + ONE_SEED + ")",
+    "at-robust": "holds if REM's and SEM's victims each lie more than 5 points higher at the smallest AT budget "
+                 "above 4/255 than at the largest at or below it, and neither is erased at or below 4/255 (its "
+                 "victim clearly more than 3 points below the clean victim under the same AT) (" + ONE_SEED + ")",
     "defenses": "holds if MI-UE's highest accuracy over the defenses of Table 5 (the defender's best) is clearly "
                 "below every other UE's over the defenses both ran; inconclusive where those best defenses erase "
                 "every poison (each UE's best within the clean victim's interval under that defense) (" + ONE_SEED
@@ -464,6 +467,28 @@ def _at(ctx):
     low = {b: min(ues, key=lambda m: acc[(m, b)].mean) for b in (6, 8)}
     ours = "; ".join(f"AT-{b}: MI-UE {acc[('miue', b)].mean:.1f}%, lowest {_label(low[b])} "
                      f"{acc[(low[b], b)].mean:.1f}%" for b in (6, 8)) + f" ({ctx.used_text()})"
+    return combined(checks, ours)
+
+
+@claim("at-robust", "REM and SEM lose their effect when the AT budget ρ exceeds 4/255 (half their budget)",
+       "MI-UE Sec. 6.3 (Table 4)", "effective only below half the poison budget", "11_adversarial_training")
+def _at_robust(ctx):
+    from .chapters import at_defense, at_lists
+    p, lists = ctx.p, at_lists(ctx.p)
+    robust = [m for m in ("rem", "sem") if m in lists["methods"]]
+    big, small = [b for b in lists["budgets"] if b > 4], [b for b in lists["budgets"] if b <= 4]
+    if not robust or not big or not small:
+        return untested()
+    above, at = min(big), max(small)
+    acc = {(m, b): ctx.one(lambda s: ex.victim_spec(p, m, s, defense=at_defense(b)), m)
+           for m in ["clean", *robust] for b in small + [above]}
+    if None in acc.values():
+        return untested()
+    checks = [exceeds(f"{_label(m)}: AT-{above} − AT-{at}", acc[(m, above)], acc[(m, at)], 5) for m in robust]
+    checks += [exceeds(f"AT-{b}: clean − {_label(m)}", acc[("clean", b)], acc[(m, b)], 3)
+               for m in robust for b in small]
+    ours = "; ".join(f"{_label(m)} {acc[(m, at)].mean:.1f}% at AT-{at}, {acc[(m, above)].mean:.1f}% at AT-{above}"
+                     for m in robust) + f"; clean {acc[('clean', at)].mean:.1f}% at AT-{at} ({ctx.used_text()})"
     return combined(checks, ours)
 
 

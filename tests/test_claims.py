@@ -256,3 +256,29 @@ def test_a_one_seed_setting_reads_every_seed_the_verdict_seeds_study_records(tmp
     m = ctx.one(lambda s: ex.victim_spec(p, "miue", s, defense=at_defense(8)), "miue")
     assert m.values == (50.0, 54.0, 52.0) and ctx.used_text() == "3 seeds each"
     assert ctx.one(lambda s: ex.victim_spec(p, "em", s, defense=at_defense(8)), "em") is None  # seed 0 missing
+
+
+def test_rem_and_sem_lose_their_effect_above_half_their_budget(monkeypatch):
+    """The at-robust rule: each robust UE's victim rises by more than 5 points from the largest AT budget at or
+    below 4/255 to the smallest above it, and neither is erased (within 3 points of clean) at or below 4/255."""
+    def acc(rise=25.0, erased_at=None):
+        def f(m, c):
+            d = c.get("defense")
+            if d is None or d.get("name") != "at":
+                return 30.0 if m != "clean" else 80.0
+            b = round(d["eps"] * 255)
+            if m == "clean":
+                return 80.0
+            if b == erased_at and m == "rem":
+                return 79.0
+            return 40.0 + (rise if b > 4 else 0.0)
+        return f
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc()))
+    out = claims.verdict("at-robust", profile("cpu"))
+    assert out.verdict == HOLDS and "REM 40.0% at AT-4, 65.0% at AT-6" in out.ours
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(rise=1.0)))
+    assert claims.verdict("at-robust", profile("cpu")).verdict == FAILS  # no rise above 4/255
+    monkeypatch.setattr(RunStore, "lookup", _fake_victims(acc(erased_at=2)))
+    out = claims.verdict("at-robust", profile("cpu"))
+    assert out.verdict == FAILS and "AT-2: clean − REM" in out.interval  # erased below half the budget
+    assert claims.verdict("at-robust", profile("smoke")).verdict == claims.NOT_TESTED  # smoke runs neither
